@@ -1,0 +1,633 @@
+package thinpool
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/thinpool/thinpool/extent"
+)
+
+// Sizes and limits.
+const (
+	// SectorSize is the unit of device sizes.
+	SectorSize = 512
+	// DefaultBlockSize is the data block size when Options.BlockSize is 0.
+	DefaultBlockSize = 64 << 10
+	// MinBlockSize and MaxBlockSize bound the data block size, as in dm-thin.
+	MinBlockSize = 64 << 10
+	MaxBlockSize = 1 << 30
+	// MaxDeviceSize is the largest virtual size of a thin device (4 PiB).
+	MaxDeviceSize = 1 << 52
+
+	minMetadataSize = 1 << 20
+	maxMetadataSize = 16 << 30
+	maxDataBlocks   = 1 << 40
+	maxJournalSize  = 64 << 20
+)
+
+// Options configure a new pool.
+type Options struct {
+	// DataSize is the capacity of the data area in bytes, rounded down to
+	// whole blocks. The file stays sparse: only written blocks use space.
+	DataSize int64
+	// BlockSize is the data block size: a power of two from 64 KiB to 1 GiB.
+	// 0 means DefaultBlockSize.
+	BlockSize int64
+	// MetadataSize is the usable size of the metadata area; 0 means
+	// DefaultMetadataSize(DataSize, BlockSize).
+	MetadataSize int64
+}
+
+// DefaultMetadataSize is the metadata area for a pool: 64 bytes per data
+// block (room for the checkpoint of a pool whose every block is its own
+// extent, plus the journal), rounded up to 1 MiB, from 4 MiB to 16 GiB.
+func DefaultMetadataSize(dataSize, blockSize int64) int64 {
+	if blockSize <= 0 {
+		blockSize = DefaultBlockSize
+	}
+	n := dataSize / blockSize * 64
+	n = (n + 1<<20 - 1) &^ (1<<20 - 1)
+	return min(max(n, 4<<20), maxMetadataSize)
+}
+
+// layout computes the superblock of a new pool.
+func layout(o Options) (*superblock, error) {
+	bs := o.BlockSize
+	if bs == 0 {
+		bs = DefaultBlockSize
+	}
+	if bs < MinBlockSize || bs > MaxBlockSize || bs&(bs-1) != 0 {
+		return nil, invalidf("block size %d is not a power of two from 64 KiB to 1 GiB", bs)
+	}
+	nr := o.DataSize / bs
+	if o.DataSize <= 0 || nr == 0 {
+		return nil, invalidf("data size %d is smaller than one block (%d)", o.DataSize, bs)
+	}
+	if nr > maxDataBlocks {
+		return nil, invalidf("data size %d is more than %d blocks", o.DataSize, int64(maxDataBlocks))
+	}
+	meta := o.MetadataSize
+	if meta == 0 {
+		meta = DefaultMetadataSize(o.DataSize, bs)
+	}
+	if meta < minMetadataSize || meta > maxMetadataSize {
+		return nil, invalidf("metadata size %d is not from 1 MiB to 16 GiB", meta)
+	}
+	meta = meta &^ (sectorSize - 1)
+	reserve := max(meta, min(max(4*meta, 1<<30), maxMetadataSize))
+	journal := min(max(meta/8, 64<<10), maxJournalSize) &^ (sectorSize - 1)
+	sb := &superblock{
+		generation:   1,
+		blockSize:    uint32(bs),
+		nrDataBlocks: uint64(nr),
+		metaOffset:   metaOffset,
+		metaSize:     uint64(meta),
+		metaReserve:  uint64(reserve),
+		journalSize:  uint64(journal),
+		ckptOffset:   uint64(journal),
+		dataOffset:   uint64((metaOffset + reserve + bs - 1) / bs * bs),
+		created:      time.Now().UnixNano(),
+	}
+	if _, err := rand.Read(sb.uuid[:]); err != nil {
+		return nil, err
+	}
+	return sb, nil
+}
+
+// Pool is an open thin pool. All its methods are safe for concurrent use.
+type Pool struct {
+	path string
+	f    File
+	bs   int64 // data block size in bytes
+
+	// syncMu serialises commits and checkpoints; journalOff (the offset of
+	// the next journal entry, relative to the journal) is guarded by it.
+	syncMu     sync.Mutex
+	journalOff int64
+
+	// ioGate is held shared by every data read and write for its duration.
+	// Blocks freed by a commit become allocatable only after the gate has
+	// been taken exclusively once (R2 in doc.go), so no I/O that looked up a
+	// block before it was freed can touch it after it is reused.
+	ioGate sync.RWMutex
+
+	// mu guards everything below and the state.
+	mu        sync.RWMutex
+	sb        superblock
+	st        *state
+	free      *extent.FreeSpace
+	reserved  uint64       // blocks allocated to writes in flight
+	pending   []extent.Run // freed in the open transaction (R1)
+	committed []extent.Run // freed by a committed transaction, not yet free
+	batch     []op         // the open transaction
+	cursor    extent.PBlock
+	failed    error
+	closed    bool
+}
+
+// Create makes a new pool file at path (which must not exist) and opens it.
+func Create(path string, o Options) (*Pool, error) {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	f, err := openLocked(path, os.O_RDWR|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("%w: pool %s already exists", ErrExists, path)
+		}
+		return nil, err
+	}
+	p, err := CreateFile(f, o)
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	p.path = path
+	return p, nil
+}
+
+// Open opens the pool file at path, recovering it after a crash, and locks it
+// against other processes.
+func Open(path string) (*Pool, error) {
+	f, err := openLocked(path, os.O_RDWR)
+	if err != nil {
+		return nil, err
+	}
+	p, err := OpenFile(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	p.path = path
+	return p, nil
+}
+
+// CreateFile writes a new, empty pool into f, erasing what it held. The pool
+// owns f from then on, even on error.
+func CreateFile(f File, o Options) (*Pool, error) {
+	sb, err := layout(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(0); err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(sb.fileSize()); err != nil {
+		return nil, err
+	}
+	st := newState(uint64(sb.blockSize), sb.nrDataBlocks)
+	ck := st.image(sb.generation).encode()
+	sb.ckptLen = uint64(len(ck))
+	if uint64(len(ck)) > sb.metaSize-sb.journalSize {
+		return nil, invalidf("metadata size %d is too small", sb.metaSize)
+	}
+	if _, err := f.WriteAt(ck, int64(sb.metaOffset+sb.ckptOffset)); err != nil {
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		return nil, err
+	}
+	if _, err := f.WriteAt(sb.encode(), int64(sb.generation%superSlots)*sectorSize); err != nil {
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		return nil, err
+	}
+	return newPool(f, sb, st, 0, nil)
+}
+
+func newPool(f File, sb *superblock, st *state, journalOff int64, replayFreed []extent.Run) (*Pool, error) {
+	p := &Pool{f: f, bs: int64(sb.blockSize), sb: *sb, st: st, journalOff: journalOff}
+	p.free = extent.NewFreeSpace()
+	var next extent.PBlock
+	add := func(end extent.PBlock) {
+		if end > next {
+			_ = p.free.Add(next, uint64(end-next))
+		}
+	}
+	st.refs.Ascend(func(r extent.RefRun) bool {
+		add(r.P)
+		next = r.End()
+		return true
+	})
+	add(extent.PBlock(sb.nrDataBlocks))
+	// Blocks freed by replayed transactions may still hold data: return
+	// their space to the host (they are zeroed on reuse in any case, I2).
+	for _, r := range replayFreed {
+		p.free.Ascend(func(fr extent.Run) bool {
+			lo, hi := max(fr.P, r.P), min(fr.End(), r.End())
+			if lo < hi {
+				_ = f.PunchHole(p.dataOff(lo), int64(hi-lo)*p.bs)
+			}
+			return fr.P < r.End()
+		})
+	}
+	return p, nil
+}
+
+// OpenFile opens the pool held in f, recovering it after a crash: the newest
+// valid superblock, its checkpoint, then every journal entry up to the first
+// that is torn or missing. The pool owns f from then on, even on error.
+func OpenFile(f File) (*Pool, error) {
+	sb, err := readSuperblock(f)
+	if err != nil {
+		return nil, err
+	}
+	size, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	if size < sb.fileSize() {
+		return nil, corruptf(-1, "pool file is truncated: %d bytes, expected %d", size, sb.fileSize())
+	}
+	ckOff := int64(sb.metaOffset + sb.ckptOffset)
+	buf := make([]byte, sb.ckptLen)
+	if _, err := f.ReadAt(buf, ckOff); err != nil {
+		return nil, fmt.Errorf("read checkpoint: %w", err)
+	}
+	st, gen, err := decodeCheckpoint(buf, ckOff, uint64(sb.blockSize), sb.nrDataBlocks)
+	if err != nil {
+		return nil, err
+	}
+	if gen != sb.generation {
+		return nil, corruptf(ckOff, "checkpoint generation %d, superblock %d", gen, sb.generation)
+	}
+	off, freed, err := replay(f, sb, st)
+	if err != nil {
+		return nil, err
+	}
+	return newPool(f, sb, st, off, freed)
+}
+
+// readSuperblock returns the valid superblock with the highest generation.
+func readSuperblock(f File) (*superblock, error) {
+	var best *superblock
+	var firstErr error
+	for i := int64(0); i < superSlots; i++ {
+		b := make([]byte, superblockSize)
+		if _, err := f.ReadAt(b, i*sectorSize); err != nil {
+			firstErr = cmpErr(firstErr, corruptf(i*sectorSize, "cannot read superblock: %v", err))
+			continue
+		}
+		sb, err := decodeSuperblock(b, i*sectorSize)
+		if err != nil {
+			firstErr = cmpErr(firstErr, err)
+			continue
+		}
+		if sb.generation%superSlots != uint64(i) {
+			firstErr = cmpErr(firstErr, corruptf(i*sectorSize, "superblock generation %d in slot %d", sb.generation, i))
+			continue
+		}
+		if best == nil || sb.generation > best.generation {
+			best = sb
+		}
+	}
+	if best == nil {
+		return nil, firstErr
+	}
+	return best, nil
+}
+
+func cmpErr(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// replay applies the journal entries that follow the checkpoint to st and
+// returns the offset after the last one and the runs they freed.
+func replay(f File, sb *superblock, st *state) (int64, []extent.Run, error) {
+	var freed []extent.Run
+	collect := func(r extent.Run) { freed = append(freed, r) }
+	off := int64(0)
+	jsize := int64(sb.journalSize)
+	for off+sectorSize <= jsize {
+		pos := int64(sb.metaOffset) + off
+		head := make([]byte, sectorSize)
+		if _, err := f.ReadAt(head, pos); err != nil {
+			return 0, nil, fmt.Errorf("read journal: %w", err)
+		}
+		h, ok := decodeEntryHeader(head)
+		if !ok || h.epoch != sb.generation || h.seq != st.tid+1 || off+int64(h.size()) > jsize {
+			break
+		}
+		b := head
+		if h.size() > sectorSize {
+			b = make([]byte, h.size())
+			if _, err := f.ReadAt(b, pos); err != nil {
+				return 0, nil, fmt.Errorf("read journal: %w", err)
+			}
+		}
+		ops, ok, err := decodeEntry(b, h, pos)
+		if err != nil {
+			return 0, nil, err
+		}
+		if !ok {
+			break // torn entry: the journal ends here
+		}
+		for i := range ops {
+			if err := st.apply(&ops[i], collect); err != nil {
+				return 0, nil, corruptf(pos, "journal entry %d operation %d (%s): %v", h.seq, i, ops[i].kind, err)
+			}
+		}
+		st.tid = h.seq
+		off += int64(h.size())
+	}
+	return off, freed, nil
+}
+
+// dataOff is the file offset of pool block b.
+func (p *Pool) dataOff(b extent.PBlock) int64 {
+	return int64(p.sb.dataOffset) + int64(b)*p.bs
+}
+
+// BlockSize is the data block size in bytes.
+func (p *Pool) BlockSize() int64 { return p.bs }
+
+// Path is the pool file's path, or "" for a pool opened with OpenFile.
+func (p *Pool) Path() string { return p.path }
+
+// UUID returns the pool's identity.
+func (p *Pool) UUID() [16]byte {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.sb.uuid
+}
+
+// usable returns an error if the pool cannot be changed. Called with mu held.
+func (p *Pool) usable() error {
+	if p.closed {
+		return ErrClosed
+	}
+	if p.failed != nil {
+		return fmt.Errorf("%w: %v", ErrFailed, p.failed)
+	}
+	return nil
+}
+
+// fail puts the pool in the failed state after a metadata write error.
+func (p *Pool) fail(err error) error {
+	p.mu.Lock()
+	if p.failed == nil {
+		p.failed = err
+	}
+	p.mu.Unlock()
+	return fmt.Errorf("%w: %v", ErrFailed, err)
+}
+
+// log appends o to the open transaction, merging it into the previous
+// operation when it continues it. Called with mu held, after apply.
+func (p *Pool) log(o op) {
+	if n := len(p.batch); n > 0 {
+		last := &p.batch[n-1]
+		if last.kind == o.kind && last.dev == o.dev && last.v+extent.VBlock(last.n) == o.v {
+			switch {
+			case o.kind == opMap && last.p+extent.PBlock(last.n) == o.p, o.kind == opUnmap:
+				last.n += o.n
+				return
+			}
+		}
+	}
+	p.batch = append(p.batch, o)
+}
+
+// applyLocked applies o to the state and logs it. Called with mu held.
+func (p *Pool) applyLocked(o op) error {
+	if err := p.st.apply(&o, func(r extent.Run) { p.pending = append(p.pending, r) }); err != nil {
+		return err
+	}
+	p.log(o)
+	return nil
+}
+
+// checkpointCap is the largest checkpoint the metadata area always has room
+// for: with two-ended placement, a third of the checkpoint area (M1).
+func (p *Pool) checkpointCap() int {
+	return int((p.sb.metaSize - p.sb.journalSize) / 3)
+}
+
+// admit returns ErrMetadataFull if the state cannot grow by extra bytes.
+// Called with mu held.
+func (p *Pool) admit(extra int) error {
+	if p.st.checkpointSize()+extra+sectorSize > p.checkpointCap() {
+		return fmt.Errorf("%w: %d bytes of metadata would exceed the limit of %d", ErrMetadataFull, p.st.checkpointSize()+extra, p.checkpointCap())
+	}
+	return nil
+}
+
+// Sync commits the open transaction: it makes every write that completed
+// before the call durable, then the metadata that maps it (D1).
+func (p *Pool) Sync() error {
+	if err := p.commit(false, nil); err != nil {
+		return err
+	}
+	p.releaseFrees()
+	return nil
+}
+
+// Checkpoint commits and then writes the whole state as a new checkpoint,
+// emptying the journal.
+func (p *Pool) Checkpoint() error {
+	if err := p.commit(true, nil); err != nil {
+		return err
+	}
+	p.releaseFrees()
+	return nil
+}
+
+// commit writes the open transaction to the journal, or a checkpoint when
+// forced or when the journal is full. change, if not nil, edits the next
+// superblock (and forces a checkpoint).
+func (p *Pool) commit(force bool, change func(*superblock)) error {
+	p.syncMu.Lock()
+	defer p.syncMu.Unlock()
+	p.mu.Lock()
+	if err := p.usable(); err != nil {
+		p.mu.Unlock()
+		return err
+	}
+	ops, frees := p.batch, p.pending
+	p.batch, p.pending = nil, nil
+	var entry []byte
+	var img *ckptImage
+	if len(ops) > 0 {
+		p.st.tid++
+		entry = encodeEntry(p.sb.generation, p.st.tid, ops)
+	}
+	if force || change != nil || p.journalOff+int64(len(entry)) > int64(p.sb.journalSize) {
+		img, entry = p.st.image(p.sb.generation+1), nil
+	}
+	sb := p.sb
+	p.mu.Unlock()
+
+	if err := p.f.Sync(); err != nil { // data before the metadata that maps it
+		return p.fail(err)
+	}
+	if entry != nil {
+		if _, err := p.f.WriteAt(entry, int64(sb.metaOffset)+p.journalOff); err != nil {
+			return p.fail(err)
+		}
+		if err := p.f.Sync(); err != nil {
+			return p.fail(err)
+		}
+		p.journalOff += int64(len(entry))
+	}
+	if img != nil {
+		if change != nil {
+			change(&sb)
+		}
+		if err := p.writeCheckpoint(img, sb); err != nil {
+			return err
+		}
+	}
+	p.mu.Lock()
+	p.committed = append(p.committed, frees...)
+	p.mu.Unlock()
+	return nil
+}
+
+// writeCheckpoint writes img where it overlaps neither the journal nor the
+// current checkpoint, then the superblock sb that points at it. Called with
+// syncMu held.
+func (p *Pool) writeCheckpoint(img *ckptImage, sb superblock) error {
+	b := img.encode()
+	size := uint64(alignUp(len(b), sectorSize))
+	curEnd := uint64(alignUp(int(sb.ckptOffset+sb.ckptLen), sectorSize))
+	var off uint64
+	switch {
+	case sb.journalSize+size <= sb.ckptOffset:
+		off = sb.journalSize
+	case curEnd+size <= sb.metaSize:
+		off = curEnd
+	default:
+		return p.fail(fmt.Errorf("%w: checkpoint of %d bytes does not fit", ErrMetadataFull, len(b)))
+	}
+	if _, err := p.f.WriteAt(b, int64(sb.metaOffset+off)); err != nil {
+		return p.fail(err)
+	}
+	if err := p.f.Sync(); err != nil {
+		return p.fail(err)
+	}
+	sb.generation = img.generation
+	sb.ckptOffset, sb.ckptLen = off, uint64(len(b))
+	if _, err := p.f.WriteAt(sb.encode(), int64(sb.generation%superSlots)*sectorSize); err != nil {
+		return p.fail(err)
+	}
+	if err := p.f.Sync(); err != nil {
+		return p.fail(err)
+	}
+	p.mu.Lock()
+	p.sb = sb
+	p.mu.Unlock()
+	p.journalOff = 0
+	return nil
+}
+
+// releaseFrees makes the blocks freed by committed transactions allocatable,
+// once no I/O that started before the commit is still running (R2), and
+// returns their space to the host file system.
+func (p *Pool) releaseFrees() {
+	p.mu.Lock()
+	runs := p.committed
+	p.committed = nil
+	p.mu.Unlock()
+	if len(runs) == 0 {
+		return
+	}
+	p.ioGate.Lock()
+	p.ioGate.Unlock() //nolint:staticcheck // an empty critical section is the barrier
+	for _, r := range runs {
+		// Best effort: blocks are zeroed on reuse whether or not this works.
+		_ = p.f.PunchHole(p.dataOff(r.P), int64(r.Len)*p.bs)
+	}
+	p.mu.Lock()
+	for _, r := range runs {
+		if err := p.free.Add(r.P, r.Len); err != nil {
+			panic(err) // a block freed twice: the state is broken
+		}
+	}
+	p.mu.Unlock()
+}
+
+// Close commits, writes a checkpoint and closes the file. Handles to the
+// pool's devices fail afterwards.
+func (p *Pool) Close() error {
+	p.mu.RLock()
+	closed, failed := p.closed, p.failed
+	p.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	var err error
+	if failed == nil {
+		err = p.Checkpoint()
+	}
+	p.syncMu.Lock()
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.syncMu.Unlock()
+	return errors.Join(err, p.f.Close())
+}
+
+// Grow enlarges the data area to dataSize bytes (rounded down to blocks).
+func (p *Pool) Grow(dataSize int64) error {
+	p.mu.RLock()
+	old, err := p.sb.nrDataBlocks, p.usable()
+	p.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	nr := uint64(dataSize / p.bs)
+	if dataSize < 0 || nr <= old {
+		return invalidf("new data size %d is not larger than the current %d", dataSize, int64(old)*p.bs)
+	}
+	if nr > maxDataBlocks {
+		return invalidf("data size %d is more than %d blocks", dataSize, int64(maxDataBlocks))
+	}
+	p.syncMu.Lock()
+	err = p.f.Truncate(int64(p.sb.dataOffset) + int64(nr)*p.bs)
+	p.syncMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := p.commit(true, func(sb *superblock) { sb.nrDataBlocks = nr }); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.st.nrBlocks = nr
+	return p.free.Add(extent.PBlock(old), nr-old)
+}
+
+// GrowMetadata enlarges the usable metadata area to size bytes, up to the
+// reserve fixed when the pool was created.
+func (p *Pool) GrowMetadata(size int64) error {
+	p.mu.RLock()
+	sb, err := p.sb, p.usable()
+	p.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	size &^= sectorSize - 1
+	if size <= int64(sb.metaSize) {
+		return invalidf("new metadata size %d is not larger than the current %d", size, sb.metaSize)
+	}
+	if size > int64(sb.metaReserve) {
+		return invalidf("metadata can grow to at most %d bytes (reserved when the pool was created)", sb.metaReserve)
+	}
+	return p.commit(true, func(sb *superblock) { sb.metaSize = uint64(size) })
+}

@@ -1,0 +1,128 @@
+package thinpool
+
+import (
+	"bytes"
+)
+
+// Part of the on-disk format; see FORMAT.md "Superblock". Do not change.
+const (
+	sectorSize     = 4096
+	superMagic     = "THINPOOL"
+	formatVersion  = 1
+	superblockSize = 128 // encoded bytes; the rest of the sector is zero
+	superSlots     = 2   // slot i lives at offset i*sectorSize
+	metaOffset     = 64 << 10
+)
+
+// superblock is the root of the pool: where everything else is.
+type superblock struct {
+	generation   uint64   // bumped by every checkpoint; slot = generation % 2
+	uuid         [16]byte // identifies the pool
+	blockSize    uint32   // data block size in bytes, a power of two
+	nrDataBlocks uint64   // size of the data area in blocks
+	dataOffset   uint64   // file offset of data block 0
+	metaOffset   uint64   // file offset of the metadata area
+	metaSize     uint64   // usable bytes of the metadata area
+	metaReserve  uint64   // bytes reserved for the metadata area (max metaSize)
+	journalSize  uint64   // bytes at the start of the metadata area for the journal
+	ckptOffset   uint64   // checkpoint offset, relative to metaOffset
+	ckptLen      uint64   // checkpoint length in bytes
+	created      int64    // pool creation time, Unix nanoseconds
+}
+
+func (s *superblock) encode() []byte {
+	e := encoder{b: make([]byte, 0, sectorSize)}
+	e.b = append(e.b, superMagic...)
+	e.u32(formatVersion)
+	e.u32(0) // flags
+	e.u64(s.generation)
+	e.b = append(e.b, s.uuid[:]...)
+	e.u32(s.blockSize)
+	e.u32(0) // reserved
+	e.u64(s.nrDataBlocks)
+	e.u64(s.dataOffset)
+	e.u64(s.metaOffset)
+	e.u64(s.metaSize)
+	e.u64(s.metaReserve)
+	e.u64(s.journalSize)
+	e.u64(s.ckptOffset)
+	e.u64(s.ckptLen)
+	e.u64(uint64(s.created))
+	e.u32(0) // reserved
+	e.u32(crc(e.b))
+	return append(e.b, make([]byte, sectorSize-len(e.b))...)
+}
+
+// decodeSuperblock parses and validates one superblock slot (at least
+// superblockSize bytes) read from file offset off.
+func decodeSuperblock(b []byte, off int64) (*superblock, error) {
+	if len(b) < superblockSize {
+		return nil, corruptf(off, "short superblock")
+	}
+	if !bytes.Equal(b[:8], []byte(superMagic)) {
+		return nil, corruptf(off, "bad superblock magic")
+	}
+	if got, want := crc(b[:superblockSize-4]), le.Uint32(b[superblockSize-4:]); got != want {
+		return nil, corruptf(off, "superblock crc")
+	}
+	d := decoder{b: b[:superblockSize], off: 8}
+	if v := d.u32(); v != formatVersion {
+		return nil, corruptf(off, "unsupported format version %d", v)
+	}
+	if d.u32() != 0 {
+		return nil, corruptf(off, "unknown superblock flags")
+	}
+	s := &superblock{generation: d.u64()}
+	copy(s.uuid[:], d.take(16))
+	s.blockSize = d.u32()
+	if d.u32() != 0 {
+		return nil, corruptf(off, "superblock reserved field")
+	}
+	s.nrDataBlocks = d.u64()
+	s.dataOffset = d.u64()
+	s.metaOffset = d.u64()
+	s.metaSize = d.u64()
+	s.metaReserve = d.u64()
+	s.journalSize = d.u64()
+	s.ckptOffset = d.u64()
+	s.ckptLen = d.u64()
+	s.created = int64(d.u64())
+	if d.u32() != 0 {
+		return nil, corruptf(off, "superblock reserved field")
+	}
+	if err := s.validate(); err != nil {
+		return nil, corruptf(off, "superblock: %v", err)
+	}
+	return s, nil
+}
+
+type formatError string
+
+func (e formatError) Error() string { return string(e) }
+
+// validate checks that the layout the superblock describes is coherent.
+func (s *superblock) validate() error {
+	switch {
+	case s.blockSize < MinBlockSize || s.blockSize > MaxBlockSize || s.blockSize&(s.blockSize-1) != 0:
+		return formatError("bad block size")
+	case s.metaOffset != metaOffset:
+		return formatError("bad metadata offset")
+	case s.journalSize == 0 || s.journalSize%sectorSize != 0 || s.journalSize >= s.metaSize:
+		return formatError("bad journal size")
+	case s.metaSize%sectorSize != 0 || s.metaSize > s.metaReserve || s.metaReserve > maxMetadataSize:
+		return formatError("bad metadata size")
+	case s.dataOffset < s.metaOffset+s.metaReserve || s.dataOffset%uint64(s.blockSize) != 0:
+		return formatError("bad data offset")
+	case s.nrDataBlocks == 0 || s.nrDataBlocks > maxDataBlocks:
+		return formatError("bad data block count")
+	case s.ckptOffset < s.journalSize || s.ckptOffset%sectorSize != 0 ||
+		s.ckptLen < ckptHeaderSize || s.ckptOffset+s.ckptLen > s.metaSize:
+		return formatError("bad checkpoint location")
+	}
+	return nil
+}
+
+// fileSize is the size of a pool file with this layout.
+func (s *superblock) fileSize() int64 {
+	return int64(s.dataOffset + s.nrDataBlocks*uint64(s.blockSize))
+}

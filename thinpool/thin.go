@@ -1,0 +1,351 @@
+package thinpool
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/thinpool/thinpool/extent"
+)
+
+// Thin is a handle to a thin device. Its methods are safe for concurrent
+// use; concurrent writes to the same bytes land in an unspecified order, as
+// on a disk. A handle fails with ErrNotFound once its device is deleted.
+type Thin struct {
+	p *Pool
+	d *device
+}
+
+// Info describes the device.
+func (t *Thin) Info() DeviceInfo {
+	t.p.mu.RLock()
+	defer t.p.mu.RUnlock()
+	return t.p.info(t.d)
+}
+
+// ID is the device id.
+func (t *Thin) ID() DevID { return t.d.meta.id }
+
+// Size is the virtual size in bytes.
+func (t *Thin) Size() int64 {
+	t.p.mu.RLock()
+	defer t.p.mu.RUnlock()
+	return int64(t.d.meta.size)
+}
+
+// Sync makes every completed write to the pool durable; see Pool.Sync.
+func (t *Thin) Sync() error { return t.p.Sync() }
+
+// Pool is the pool the device lives in.
+func (t *Thin) Pool() *Pool { return t.p }
+
+// live checks that the device can be used. Called with mu held.
+func (t *Thin) live() error {
+	if err := t.p.usable(); err != nil {
+		return err
+	}
+	if t.d.deleted {
+		return fmt.Errorf("%w: %q was deleted", ErrNotFound, t.d.meta.name)
+	}
+	return nil
+}
+
+// checkWrite checks a write, discard or write-zeroes of [off, off+n).
+// Called with mu held.
+func (t *Thin) checkWrite(off, n int64) error {
+	if err := t.live(); err != nil {
+		return err
+	}
+	if t.d.meta.readOnly() {
+		return fmt.Errorf("%w: %q", ErrReadOnly, t.d.meta.name)
+	}
+	if off < 0 || n < 0 || off+n > int64(t.d.meta.size) || off+n < off {
+		return fmt.Errorf("%w: %d+%d on %q of %d bytes", ErrOutOfRange, off, n, t.d.meta.name, t.d.meta.size)
+	}
+	return nil
+}
+
+// segments returns the segments covering the blocks of [off, off+n).
+// Called with mu held.
+func (t *Thin) segments(off, n int64) []extent.Segment {
+	bs := t.p.bs
+	v0, v1 := off/bs, (off+n+bs-1)/bs
+	var segs []extent.Segment
+	t.d.m.Lookup(extent.VBlock(v0), uint64(v1-v0), func(s extent.Segment) bool {
+		segs = append(segs, s)
+		return true
+	})
+	return segs
+}
+
+// clip returns the part of [off, off+len(b)) that lies in virtual blocks
+// [v, v+n): its offset and the matching slice of b.
+func (t *Thin) clip(b []byte, off int64, v extent.VBlock, n uint64) (int64, []byte) {
+	lo := max(off, int64(v)*t.p.bs)
+	hi := min(off+int64(len(b)), int64(uint64(v)+n)*t.p.bs)
+	return lo, b[lo-off : hi-off]
+}
+
+// ReadAt reads len(b) bytes from off. Unmapped blocks read as zeros. A read
+// that reaches past the end returns the bytes before it and io.EOF.
+func (t *Thin) ReadAt(b []byte, off int64) (int, error) {
+	p := t.p
+	p.ioGate.RLock()
+	defer p.ioGate.RUnlock()
+	p.mu.RLock()
+	if err := t.live(); err != nil {
+		p.mu.RUnlock()
+		return 0, err
+	}
+	size := int64(t.d.meta.size)
+	if off < 0 {
+		p.mu.RUnlock()
+		return 0, fmt.Errorf("%w: negative offset %d", ErrOutOfRange, off)
+	}
+	var eof error
+	if off+int64(len(b)) > size {
+		b, eof = b[:max(0, size-off)], io.EOF
+	}
+	if len(b) == 0 {
+		p.mu.RUnlock()
+		return 0, eof
+	}
+	segs := t.segments(off, int64(len(b)))
+	p.mu.RUnlock()
+	for _, s := range segs {
+		lo, part := t.clip(b, off, s.V, s.Len)
+		if !s.Mapped {
+			clear(part)
+			continue
+		}
+		inner := lo - int64(s.V)*p.bs
+		if _, err := p.f.ReadAt(part, p.dataOff(s.P)+inner); err != nil {
+			return 0, fmt.Errorf("read %q at %d: %w", t.d.meta.name, lo, err)
+		}
+	}
+	return len(b), eof
+}
+
+// pieceKind says how a write treats a run of blocks.
+type pieceKind uint8
+
+const (
+	pieceInvalid pieceKind = iota
+	pieceInPlace           // mapped and not shared: overwrite
+	pieceFresh             // unmapped: new blocks, zeros around the data
+	pieceCopy              // shared: new blocks, old contents around the data (CoW)
+)
+
+// piece is a run of n virtual blocks from v that a write treats alike.
+type piece struct {
+	kind pieceKind
+	v    extent.VBlock
+	n    uint64
+	old  extent.PBlock // pieceInPlace, pieceCopy: current blocks
+	new  extent.PBlock // pieceFresh, pieceCopy: newly allocated blocks
+}
+
+// WriteAt writes b at off. Blocks that are unmapped get new pool blocks
+// (zero-filled around the data); blocks shared with another device are
+// copied first unless the write covers them whole (copy-on-write).
+func (t *Thin) WriteAt(b []byte, off int64) (int, error) {
+	d, p := t.d, t.p
+	d.wgate.RLock()
+	defer d.wgate.RUnlock()
+	p.ioGate.RLock()
+	defer p.ioGate.RUnlock()
+	pieces, c, err := t.plan(off, int64(len(b)))
+	if err != nil || len(b) == 0 {
+		return 0, err
+	}
+	err = t.write(b, off, pieces)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c != nil {
+		t.release(c)
+	}
+	for _, pc := range pieces {
+		if pc.kind == pieceInPlace {
+			continue
+		}
+		p.reserved -= pc.n
+		if err != nil {
+			// Never mapped: the blocks go straight back (they are zeroed
+			// on reuse, I2).
+			_ = p.free.Add(pc.new, pc.n)
+			continue
+		}
+		if aerr := p.applyLocked(op{kind: opMap, dev: d.meta.id, v: pc.v, p: pc.new, n: pc.n}); aerr != nil {
+			err = fmt.Errorf("map %q: %w", d.meta.name, aerr)
+			if p.failed == nil {
+				p.failed = err
+			}
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// plan classifies the blocks of a write, waits for other writers that are
+// provisioning any of them, and allocates the new blocks it needs, holding a
+// cell on the range until release.
+func (t *Thin) plan(off, n int64) ([]piece, *cell, error) {
+	p, d := t.p, t.d
+	for {
+		p.mu.Lock()
+		if err := t.checkWrite(off, n); err != nil || n == 0 {
+			p.mu.Unlock()
+			return nil, nil, err
+		}
+		v0, v1 := extent.VBlock(off/p.bs), extent.VBlock((off+n+p.bs-1)/p.bs)
+		if busy := d.overlap(v0, v1); busy != nil {
+			p.mu.Unlock()
+			<-busy.done
+			continue
+		}
+		pieces, need := t.classify(t.segments(off, n))
+		if need == 0 {
+			p.mu.Unlock()
+			return pieces, nil, nil
+		}
+		pieces, err := p.allocate(d, pieces, need)
+		if err != nil {
+			p.mu.Unlock()
+			return nil, nil, err
+		}
+		c := &cell{v: v0, n: uint64(v1 - v0), done: make(chan struct{})}
+		d.busy = append(d.busy, c)
+		p.mu.Unlock()
+		return pieces, c, nil
+	}
+}
+
+// classify splits segments into pieces and counts the blocks to allocate.
+// Called with mu held.
+func (t *Thin) classify(segs []extent.Segment) ([]piece, uint64) {
+	var pieces []piece
+	var need uint64
+	for _, s := range segs {
+		if !s.Mapped {
+			pieces = append(pieces, piece{kind: pieceFresh, v: s.V, n: s.Len})
+			need += s.Len
+			continue
+		}
+		t.p.st.refs.Runs(s.P, s.Len, func(r extent.RefRun) bool {
+			pc := piece{kind: pieceInPlace, v: s.V + extent.VBlock(r.P-s.P), n: r.Len, old: r.P}
+			if r.Count > 1 {
+				pc.kind = pieceCopy
+				need += r.Len
+			}
+			pieces = append(pieces, pc)
+			return true
+		})
+	}
+	return pieces, need
+}
+
+// allocate gives each fresh or copy piece new blocks, splitting pieces where
+// the free space is not contiguous. All or nothing. Called with mu held.
+func (p *Pool) allocate(d *device, pieces []piece, need uint64) ([]piece, error) {
+	if p.free.Blocks() < need {
+		return nil, fmt.Errorf("%w: %d blocks needed, %d free", ErrNoSpace, need, p.free.Blocks())
+	}
+	if err := p.admit(len(pieces) * 2 * (mappingSize + refRunSize)); err != nil {
+		return nil, err
+	}
+	hint := d.hint
+	if hint == 0 {
+		hint = p.cursor
+	}
+	out := make([]piece, 0, len(pieces)+1)
+	for _, pc := range pieces {
+		if pc.kind == pieceInPlace {
+			out = append(out, pc)
+			continue
+		}
+		for pc.n > 0 {
+			r := p.free.Alloc(pc.n, hint)
+			part := pc
+			part.n, part.new = r.Len, r.P
+			out = append(out, part)
+			pc.v += extent.VBlock(r.Len)
+			pc.old += extent.PBlock(r.Len)
+			pc.n -= r.Len
+			hint = r.End()
+		}
+	}
+	d.hint, p.cursor = hint, hint
+	p.reserved += need
+	return out, nil
+}
+
+// overlap returns a cell of d that overlaps [v0, v1). Called with mu held.
+func (d *device) overlap(v0, v1 extent.VBlock) *cell {
+	for _, c := range d.busy {
+		if c.v < v1 && v0 < c.v+extent.VBlock(c.n) {
+			return c
+		}
+	}
+	return nil
+}
+
+// release drops a cell and wakes its waiters. Called with mu held.
+func (t *Thin) release(c *cell) {
+	busy := t.d.busy
+	for i, x := range busy {
+		if x == c {
+			busy[i] = busy[len(busy)-1]
+			t.d.busy = busy[:len(busy)-1]
+			break
+		}
+	}
+	close(c.done)
+}
+
+// write does the data I/O of a planned write.
+func (t *Thin) write(b []byte, off int64, pieces []piece) error {
+	p := t.p
+	bs := p.bs
+	for _, pc := range pieces {
+		lo, part := t.clip(b, off, pc.v, pc.n)
+		start := int64(pc.v) * bs // first byte of the piece
+		if pc.kind == pieceInPlace {
+			if _, err := p.f.WriteAt(part, p.dataOff(pc.old)+lo-start); err != nil {
+				return fmt.Errorf("write %q at %d: %w", t.d.meta.name, lo, err)
+			}
+			continue
+		}
+		// New blocks: the partly written first and last block are filled
+		// from the old block (copy) or zeros (fresh) and written whole; the
+		// blocks in between come straight from b.
+		hi := lo + int64(len(part))
+		first, last := (lo-start)/bs, (hi-1-start)/bs
+		for i := first; i <= last; i++ {
+			bStart, bEnd := start+i*bs, start+(i+1)*bs
+			if lo <= bStart && bEnd <= hi {
+				j := i + 1
+				for j <= last && start+(j+1)*bs <= hi {
+					j++
+				}
+				if _, err := p.f.WriteAt(part[bStart-lo:start+j*bs-lo], p.dataOff(pc.new+extent.PBlock(i))); err != nil {
+					return fmt.Errorf("write %q at %d: %w", t.d.meta.name, bStart, err)
+				}
+				i = j - 1
+				continue
+			}
+			blk := make([]byte, bs)
+			if pc.kind == pieceCopy {
+				if _, err := p.f.ReadAt(blk, p.dataOff(pc.old+extent.PBlock(i))); err != nil {
+					return fmt.Errorf("copy %q block %d: %w", t.d.meta.name, uint64(pc.v)+uint64(i), err)
+				}
+			}
+			wlo, whi := max(lo, bStart), min(hi, bEnd)
+			copy(blk[wlo-bStart:], part[wlo-lo:whi-lo])
+			if _, err := p.f.WriteAt(blk, p.dataOff(pc.new+extent.PBlock(i))); err != nil {
+				return fmt.Errorf("write %q at %d: %w", t.d.meta.name, bStart, err)
+			}
+		}
+	}
+	return nil
+}

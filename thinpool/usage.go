@@ -1,0 +1,101 @@
+package thinpool
+
+import (
+	"github.com/thinpool/thinpool/extent"
+)
+
+// Usage describes how full a pool is. Block counts are in data blocks.
+type Usage struct {
+	BlockSize  int64
+	DataBlocks uint64 // size of the data area
+	// UsedBlocks are mapped by at least one device.
+	UsedBlocks uint64
+	// FreeBlocks can be allocated now.
+	FreeBlocks uint64
+	// PendingBlocks are freed but not yet reusable (waiting for a commit),
+	// or allocated to writes in flight.
+	PendingBlocks uint64
+	// HighestUsed is one past the highest used block (0 if none).
+	HighestUsed uint64
+
+	MetadataSize    int64 // usable metadata area in bytes
+	MetadataReserve int64 // the most the metadata area can grow to
+	// MetadataUsed is what the metadata takes on disk now: the current
+	// checkpoint and the journal written since.
+	MetadataUsed int64
+	// MetadataLimit is how large the state may grow before changes fail
+	// with ErrMetadataFull, and MetadataState how large it is.
+	MetadataLimit int64
+	MetadataState int64
+
+	Devices       int
+	TransactionID uint64 // id of the last transaction
+	Generation    uint64 // superblock generation (checkpoints written)
+	UUID          [16]byte
+	DataOffset    int64 // file offset of data block 0
+}
+
+// Usage reports how full the pool is.
+func (p *Pool) Usage() Usage {
+	p.syncMu.Lock()
+	journal := p.journalOff
+	p.syncMu.Unlock()
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	u := Usage{
+		BlockSize:       p.bs,
+		DataBlocks:      p.st.nrBlocks,
+		UsedBlocks:      p.st.refs.Used(),
+		FreeBlocks:      p.free.Blocks(),
+		MetadataSize:    int64(p.sb.metaSize),
+		MetadataReserve: int64(p.sb.metaReserve),
+		MetadataUsed:    int64(p.sb.ckptLen) + journal,
+		MetadataLimit:   int64(p.checkpointCap()),
+		MetadataState:   int64(p.st.checkpointSize()),
+		Devices:         len(p.st.devs),
+		TransactionID:   p.st.tid,
+		Generation:      p.sb.generation,
+		UUID:            p.sb.uuid,
+		DataOffset:      int64(p.sb.dataOffset),
+	}
+	u.PendingBlocks = u.DataBlocks - u.UsedBlocks - u.FreeBlocks
+	if r, ok := p.st.refs.Last(); ok {
+		u.HighestUsed = uint64(r.End())
+	}
+	return u
+}
+
+// DeviceUsage describes the blocks of one device, as thin_ls reports them.
+type DeviceUsage struct {
+	Mapped    uint64 // mapped blocks
+	Exclusive uint64 // mapped blocks no other device shares
+	Shared    uint64 // mapped blocks shared with another device
+	// HighestMapped is one past the highest mapped virtual block.
+	HighestMapped uint64
+	Extents       int
+}
+
+// Usage reports the device's block usage.
+func (t *Thin) Usage() (DeviceUsage, error) {
+	p := t.p
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if err := t.live(); err != nil {
+		return DeviceUsage{}, err
+	}
+	u := DeviceUsage{Mapped: t.d.m.Blocks(), Extents: t.d.m.Len()}
+	t.d.m.Ascend(func(m extent.Mapping) bool {
+		p.st.refs.Runs(m.P, m.Len, func(r extent.RefRun) bool {
+			if r.Count > 1 {
+				u.Shared += r.Len
+			}
+			return true
+		})
+		return true
+	})
+	u.Exclusive = u.Mapped - u.Shared
+	if last, ok := t.d.m.Last(); ok {
+		u.HighestMapped = uint64(last.End())
+	}
+	return u, nil
+}
