@@ -86,11 +86,11 @@ func decodeOp(d *decoder) (*op, error) {
 
 // Part of the on-disk format; see FORMAT.md "Journal entry". Do not change.
 const (
-	journalMagic      = 0x454a5054 // "TPJE"
-	entryHeaderSize   = 32
-	maxEntryOps       = 1 << 24
-	maxEntryPayload   = 1 << 30
-	entryAlign        = sectorSize
+	journalMagic    = 0x454a5054 // "TPJE"
+	entryHeaderSize = 32
+	maxEntryOps     = 1 << 24
+	maxEntryPayload = 1 << 30
+	entryAlign      = sectorSize
 )
 
 // encodeEntry returns the journal entry that commits ops as transaction seq

@@ -195,13 +195,13 @@ type cell struct {
 // state is everything a checkpoint holds and journal records change.
 // Guarded by Pool.mu.
 type state struct {
-	tid      uint64 // id of the last transaction applied
-	nextID   DevID  // lowest id never used
-	nrBlocks uint64 // data area size in blocks
+	tid       uint64 // id of the last transaction applied
+	nextID    DevID  // lowest id never used
+	nrBlocks  uint64 // data area size in blocks
 	blockSize uint64
-	devs     map[DevID]*device
-	names    map[string]*device
-	refs     *extent.RefCounts
+	devs      map[DevID]*device
+	names     map[string]*device
+	refs      *extent.RefCounts
 
 	// mapEntries is the number of extents over all devices and metaBytes the
 	// size of all device records: they size the next checkpoint.
@@ -212,11 +212,11 @@ type state struct {
 func newState(blockSize, nrBlocks uint64) *state {
 	return &state{
 		blockSize: blockSize,
-		nextID:   1,
-		nrBlocks: nrBlocks,
-		devs:     map[DevID]*device{},
-		names:    map[string]*device{},
-		refs:     extent.NewRefCounts(),
+		nextID:    1,
+		nrBlocks:  nrBlocks,
+		devs:      map[DevID]*device{},
+		names:     map[string]*device{},
+		refs:      extent.NewRefCounts(),
 	}
 }
 
