@@ -105,6 +105,8 @@ type Pool struct {
 	f    File
 	bs   int64 // data block size in bytes
 
+	blocks sync.Pool // of *[]byte, one block each, for partial-block writes
+
 	// syncMu serialises commits and checkpoints; journalOff (the offset of
 	// the next journal entry, relative to the journal) is guarded by it.
 	syncMu     sync.Mutex

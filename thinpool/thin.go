@@ -334,18 +334,32 @@ func (t *Thin) write(b []byte, off int64, pieces []piece) error {
 				i = j - 1
 				continue
 			}
-			blk := make([]byte, bs)
+			blk := p.getBlock()
 			if pc.kind == pieceCopy {
 				if _, err := p.f.ReadAt(blk, p.dataOff(pc.old+extent.PBlock(i))); err != nil {
+					p.putBlock(blk)
 					return fmt.Errorf("copy %q block %d: %w", t.d.meta.name, uint64(pc.v)+uint64(i), err)
 				}
 			}
 			wlo, whi := max(lo, bStart), min(hi, bEnd)
 			copy(blk[wlo-bStart:], part[wlo-lo:whi-lo])
-			if _, err := p.f.WriteAt(blk, p.dataOff(pc.new+extent.PBlock(i))); err != nil {
+			_, err := p.f.WriteAt(blk, p.dataOff(pc.new+extent.PBlock(i)))
+			p.putBlock(blk)
+			if err != nil {
 				return fmt.Errorf("write %q at %d: %w", t.d.meta.name, bStart, err)
 			}
 		}
 	}
 	return nil
 }
+
+// getBlock returns a zeroed buffer of one block.
+func (p *Pool) getBlock() []byte {
+	if b, ok := p.blocks.Get().(*[]byte); ok {
+		clear(*b)
+		return *b
+	}
+	return make([]byte, p.bs)
+}
+
+func (p *Pool) putBlock(b []byte) { p.blocks.Put(&b) }
