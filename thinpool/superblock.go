@@ -126,3 +126,6 @@ func (s *superblock) validate() error {
 func (s *superblock) fileSize() int64 {
 	return int64(s.dataOffset + s.nrDataBlocks*uint64(s.blockSize))
 }
+
+// FormatVersion is the version of the on-disk format this package writes.
+const FormatVersion = formatVersion

@@ -1,0 +1,405 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/thinpool/thinpool/thinpool"
+)
+
+func (a *app) deviceCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "device",
+		Aliases: []string{"dev"},
+		Short:   "Create, list, inspect, resize, rename, remove, import and export thin devices",
+	}
+	cmd.AddCommand(a.deviceCreateCmd(), a.deviceLsCmd(), a.deviceInspectCmd(), a.deviceRmCmd(),
+		a.deviceResizeCmd(), a.deviceRenameCmd())
+	cmd.AddCommand(a.deviceExtraCmds()...)
+	return cmd
+}
+
+// deviceJSON is the JSON of one device in 'device ls', 'device inspect' and
+// 'snapshot ls'. Sizes are in bytes.
+type deviceJSON struct {
+	Name         string            `json:"name"`
+	ID           uint32            `json:"id"`
+	Size         int64             `json:"size"`
+	Mapped       int64             `json:"mapped"`
+	Exclusive    int64             `json:"exclusive"`
+	Shared       int64             `json:"shared"`
+	MappedBlocks uint64            `json:"mappedBlocks"`
+	Extents      int               `json:"extents"`
+	Origin       string            `json:"origin"`
+	OriginID     uint32            `json:"originId"`
+	Chain        []string          `json:"chain,omitempty"`
+	ReadOnly     bool              `json:"readOnly"`
+	Created      time.Time         `json:"created"`
+	Labels       map[string]string `json:"labels"`
+}
+
+func deviceView(p *thinpool.Pool, t *thinpool.Thin) (deviceJSON, error) {
+	i := t.Info()
+	u, err := t.Usage()
+	if err != nil {
+		return deviceJSON{}, err
+	}
+	bs := p.BlockSize()
+	labels := i.Labels
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	return deviceJSON{
+		Name: i.Name, ID: uint32(i.ID), Size: i.Size,
+		Mapped: int64(u.Mapped) * bs, Exclusive: int64(u.Exclusive) * bs, Shared: int64(u.Shared) * bs,
+		MappedBlocks: u.Mapped, Extents: u.Extents,
+		Origin: i.OriginName, OriginID: uint32(i.Origin), ReadOnly: i.ReadOnly, Created: i.Created, Labels: labels,
+	}, nil
+}
+
+func (a *app) device(p *thinpool.Pool, name string) (*thinpool.Thin, error) {
+	t, err := p.Device(name)
+	if err != nil {
+		return nil, objErr(err, "device", name)
+	}
+	return t, nil
+}
+
+func parseLabels(specs []string) (map[string]string, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	m := map[string]string{}
+	for _, s := range specs {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("bad label %q: want KEY=VALUE", s)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func (a *app) deviceCreateCmd() *cobra.Command {
+	var size string
+	var labels []string
+	cmd := &cobra.Command{
+		Use:     "create NAME --size SIZE",
+		Short:   "Create a thin device (its size may exceed the pool)",
+		Example: "  thinctl device create web --size 10G --label role=data",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if size == "" {
+				return fmt.Errorf("device create needs --size")
+			}
+			n, err := parseSize(size)
+			if err != nil {
+				return err
+			}
+			if n <= 0 {
+				return fmt.Errorf("device size must be more than 0")
+			}
+			lm, err := parseLabels(labels)
+			if err != nil {
+				return err
+			}
+			if err := thinpool.ValidateName(name); err != nil {
+				return objErr(err, "device", name)
+			}
+			return a.withPool(func(p *thinpool.Pool) error {
+				t, err := p.CreateThin(name, roundUp(n, thinpool.SectorSize), lm)
+				if err != nil {
+					return objErr(err, "device", name)
+				}
+				return a.printDevice(p, t, "Created device %q (%s)")
+			})
+		},
+	}
+	cmd.Flags().StringVar(&size, "size", "", "virtual size, e.g. 10G")
+	cmd.Flags().StringArrayVar(&labels, "label", nil, "KEY=VALUE label (repeatable)")
+	return cmd
+}
+
+// printDevice prints a created device as JSON or as one line using format
+// (with the name and size).
+func (a *app) printDevice(p *thinpool.Pool, t *thinpool.Thin, format string) error {
+	v, err := deviceView(p, t)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(v)
+	}
+	a.say(format, v.Name, formatSize(v.Size))
+	return nil
+}
+
+// devices returns every device's view, with snapshot chains.
+func devices(p *thinpool.Pool) ([]deviceJSON, error) {
+	infos := p.Devices()
+	byID := map[thinpool.DevID]thinpool.DeviceInfo{}
+	for _, i := range infos {
+		byID[i.ID] = i
+	}
+	out := make([]deviceJSON, 0, len(infos))
+	for _, i := range infos {
+		t, err := p.DeviceByID(i.ID)
+		if err != nil {
+			return nil, err
+		}
+		v, err := deviceView(p, t)
+		if err != nil {
+			return nil, err
+		}
+		for o, ok := byID[i.Origin]; ok && len(v.Chain) < len(infos); o, ok = byID[o.Origin] {
+			v.Chain = append(v.Chain, o.Name)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (a *app) deviceLsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List thin devices",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withPool(func(p *thinpool.Pool) error {
+				devs, err := devices(p)
+				if err != nil {
+					return err
+				}
+				return a.deviceTable(devs)
+			})
+		},
+	}
+}
+
+func (a *app) deviceTable(devs []deviceJSON) error {
+	if a.json {
+		return a.printJSON(devs)
+	}
+	if a.quiet {
+		for _, d := range devs {
+			fmt.Fprintln(a.out, d.Name)
+		}
+		return nil
+	}
+	rows := [][]string{{"NAME", "ID", "SIZE", "MAPPED", "EXCLUSIVE", "ORIGIN", "RO", "CREATED"}}
+	for _, d := range devs {
+		origin := d.Origin
+		if origin == "" {
+			origin = "-"
+			if d.OriginID != 0 {
+				origin = fmt.Sprintf("(deleted #%d)", d.OriginID)
+			}
+		}
+		ro := "-"
+		if d.ReadOnly {
+			ro = "ro"
+		}
+		rows = append(rows, []string{d.Name, fmt.Sprint(d.ID), formatSize(d.Size), formatSize(d.Mapped),
+			formatSize(d.Exclusive), origin, ro, d.Created.Local().Format("2006-01-02 15:04:05")})
+	}
+	return a.table(rows)
+}
+
+func (a *app) deviceInspectCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect NAME",
+		Short: "Show everything about a device (JSON)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withPool(func(p *thinpool.Pool) error {
+				devs, err := devices(p)
+				if err != nil {
+					return err
+				}
+				for _, d := range devs {
+					if d.Name == args[0] {
+						return a.printJSON(d)
+					}
+				}
+				return fmt.Errorf("device %q not found", args[0])
+			})
+		},
+	}
+}
+
+func (a *app) deviceRmCmd() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:     "rm NAME...",
+		Aliases: []string{"remove", "delete"},
+		Short:   "Remove thin devices (their snapshots stay)",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withPool(func(p *thinpool.Pool) error {
+				for _, name := range args {
+					t, err := a.device(p, name)
+					if err != nil {
+						return err
+					}
+					if !force {
+						if kids := snapshotsOf(p, t.ID()); len(kids) > 0 {
+							return fmt.Errorf("device %q has %d snapshots (%s); use -f to remove it anyway (the snapshots stay)",
+								name, len(kids), strings.Join(kids, ", "))
+						}
+					}
+					if err := p.Delete(name); err != nil {
+						return objErr(err, "device", name)
+					}
+					a.say("Removed device %q", name)
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove even if the device has snapshots")
+	return cmd
+}
+
+func snapshotsOf(p *thinpool.Pool, id thinpool.DevID) []string {
+	var kids []string
+	for _, i := range p.Devices() {
+		if i.Origin == id {
+			kids = append(kids, i.Name)
+		}
+	}
+	slices.Sort(kids)
+	return kids
+}
+
+func (a *app) deviceResizeCmd() *cobra.Command {
+	var size string
+	cmd := &cobra.Command{
+		Use:   "resize NAME --size SIZE",
+		Short: "Grow a thin device",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if size == "" {
+				return fmt.Errorf("device resize needs --size")
+			}
+			n, err := parseSize(size)
+			if err != nil {
+				return err
+			}
+			return a.withPool(func(p *thinpool.Pool) error {
+				t, err := a.device(p, args[0])
+				if err != nil {
+					return err
+				}
+				n = roundUp(n, thinpool.SectorSize)
+				if n < t.Size() {
+					return fmt.Errorf("device %q is %s: shrinking to %s is not supported", args[0], formatSize(t.Size()), formatSize(n))
+				}
+				if err := p.Resize(args[0], n); err != nil {
+					return objErr(err, "device", args[0])
+				}
+				return a.printDevice(p, t, "Resized device %q to %s")
+			})
+		},
+	}
+	cmd.Flags().StringVar(&size, "size", "", "new virtual size")
+	return cmd
+}
+
+func (a *app) deviceRenameCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rename OLD NEW",
+		Short: "Rename a thin device",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := thinpool.ValidateName(args[1]); err != nil {
+				return objErr(err, "device", args[1])
+			}
+			return a.withPool(func(p *thinpool.Pool) error {
+				if _, err := a.device(p, args[0]); err != nil {
+					return err
+				}
+				if err := p.Rename(args[0], args[1]); err != nil {
+					return objErr(err, "device", args[1])
+				}
+				a.say("Renamed device %q to %q", args[0], args[1])
+				return nil
+			})
+		},
+	}
+}
+
+func (a *app) snapshotCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "snapshot",
+		Aliases: []string{"snap"},
+		Short:   "Create and list snapshots",
+	}
+	var ro bool
+	create := &cobra.Command{
+		Use:   "create ORIGIN NAME",
+		Short: "Snapshot a device: the new device shares every block (copy-on-write)",
+		Example: `  thinctl snapshot create web web-backup --readonly
+  thinctl snapshot create base container1`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := thinpool.ValidateName(args[1]); err != nil {
+				return objErr(err, "device", args[1])
+			}
+			return a.withPool(func(p *thinpool.Pool) error {
+				if _, err := a.device(p, args[0]); err != nil {
+					return fmt.Errorf("origin %s", strings.TrimPrefix(err.Error(), "device "))
+				}
+				t, err := p.Snapshot(args[0], args[1], ro)
+				if err != nil {
+					return objErr(err, "device", args[1])
+				}
+				return a.printDevice(p, t, "Created snapshot %q (%s) of "+fmt.Sprintf("%q", args[0]))
+			})
+		},
+	}
+	create.Flags().BoolVar(&ro, "readonly", false, "make the snapshot read-only")
+	ls := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List devices that have an origin, with their chain",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withPool(func(p *thinpool.Pool) error {
+				devs, err := devices(p)
+				if err != nil {
+					return err
+				}
+				snaps := []deviceJSON{}
+				for _, d := range devs {
+					if d.OriginID != 0 {
+						snaps = append(snaps, d)
+					}
+				}
+				if a.json || a.quiet {
+					return a.deviceTable(snaps)
+				}
+				rows := [][]string{{"NAME", "SIZE", "EXCLUSIVE", "RO", "CHAIN"}}
+				for _, d := range snaps {
+					chain := append([]string{d.Name}, d.Chain...)
+					if d.Origin == "" {
+						chain = append(chain, fmt.Sprintf("(deleted #%d)", d.OriginID))
+					}
+					ro := "-"
+					if d.ReadOnly {
+						ro = "ro"
+					}
+					rows = append(rows, []string{d.Name, formatSize(d.Size), formatSize(d.Exclusive), ro, strings.Join(chain, " <- ")})
+				}
+				return a.table(rows)
+			})
+		},
+	}
+	cmd.AddCommand(create, ls)
+	return cmd
+}

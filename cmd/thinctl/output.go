@@ -1,0 +1,47 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+)
+
+// printJSON writes v as indented JSON.
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table writes aligned columns; the first row is the header.
+func (a *app) table(rows [][]string) error {
+	w := tabwriter.NewWriter(a.out, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		fmt.Fprintln(w, strings.Join(r, "\t"))
+	}
+	return w.Flush()
+}
+
+// kv writes "Key: value" lines with aligned values.
+func (a *app) kv(pairs [][2]string) error {
+	w := tabwriter.NewWriter(a.out, 0, 0, 1, ' ', 0)
+	for _, p := range pairs {
+		fmt.Fprintf(w, "%s:\t%s\n", p[0], p[1])
+	}
+	return w.Flush()
+}
+
+// say prints a line unless --quiet.
+func (a *app) say(format string, args ...any) {
+	if !a.quiet {
+		fmt.Fprintf(a.out, format+"\n", args...)
+	}
+}
+
+func percent(part, total uint64) float64 {
+	if total == 0 {
+		return 0
+	}
+	return float64(part) * 100 / float64(total)
+}

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/thinpool/thinpool/thinpool"
+)
+
+func (a *app) poolCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pool",
+		Short: "Create, inspect, check, grow, dump and restore the pool",
+	}
+	cmd.AddCommand(a.poolCreateCmd(), a.poolInfoCmd(), a.poolCheckCmd(), a.poolGrowCmd())
+	cmd.AddCommand(a.poolExtraCmds()...)
+	return cmd
+}
+
+func (a *app) poolCreateCmd() *cobra.Command {
+	var size, blockSize, metaSize string
+	cmd := &cobra.Command{
+		Use:   "create",
+		Short: "Create the sparse pool file (and its directory)",
+		Example: `  thinctl pool create --size 100G
+  thinctl --pool /tmp/pool.img pool create --size 10G --block-size 1M`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var o thinpool.Options
+			var err error
+			if o.DataSize, err = parseSize(size); err != nil {
+				return err
+			}
+			if o.BlockSize, err = parseSize(blockSize); err != nil {
+				return err
+			}
+			if metaSize != "" {
+				if o.MetadataSize, err = parseSize(metaSize); err != nil {
+					return err
+				}
+			}
+			if o.DataSize < o.BlockSize {
+				return fmt.Errorf("pool size %s is smaller than one block (%s)", formatSize(o.DataSize), formatSize(o.BlockSize))
+			}
+			p, err := thinpool.Create(a.poolPath, o)
+			if errors.Is(err, thinpool.ErrExists) {
+				return fmt.Errorf("pool %s already exists", a.poolPath)
+			}
+			if err != nil {
+				return objErr(err, "pool", a.poolPath)
+			}
+			u := p.Usage()
+			if err := p.Close(); err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(a.poolInfo(u))
+			}
+			a.say("Created pool %s: %s of data in %s blocks, %s of metadata", a.poolPath,
+				formatSize(int64(u.DataBlocks)*u.BlockSize), formatSize(u.BlockSize), formatSize(u.MetadataSize))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&size, "size", "100G", "data capacity (the file stays sparse)")
+	f.StringVar(&blockSize, "block-size", "64K", "data block size: a power of two from 64K to 1G")
+	f.StringVar(&metaSize, "metadata-size", "", "metadata area (default: 64 bytes per data block, at least 4M)")
+	return cmd
+}
+
+// poolInfo is the JSON of 'pool info'. Sizes are in bytes.
+type poolInfo struct {
+	Pool              string   `json:"pool"`
+	UUID              string   `json:"uuid"`
+	BlockSize         int64    `json:"blockSize"`
+	DataTotal         int64    `json:"dataTotal"`
+	DataUsed          int64    `json:"dataUsed"`
+	DataAvailable     int64    `json:"dataAvailable"`
+	DataPercent       float64  `json:"dataPercent"`
+	MetadataTotal     int64    `json:"metadataTotal"`
+	MetadataUsed      int64    `json:"metadataUsed"`
+	MetadataAvailable int64    `json:"metadataAvailable"`
+	MetadataPercent   float64  `json:"metadataPercent"`
+	MetadataArea      int64    `json:"metadataArea"`
+	MetadataReserve   int64    `json:"metadataReserve"`
+	MetadataOnDisk    int64    `json:"metadataOnDisk"`
+	FileSize          int64    `json:"fileSize"`
+	HostBytes         int64    `json:"hostBytes"`
+	DataOffset        int64    `json:"dataOffset"`
+	Devices           int      `json:"devices"`
+	TransactionID     uint64   `json:"transactionId"`
+	Warnings          []string `json:"warnings"`
+}
+
+func (a *app) poolInfo(u thinpool.Usage) poolInfo {
+	bs := u.BlockSize
+	i := poolInfo{
+		Pool:              a.poolPath,
+		UUID:              formatUUID(u.UUID),
+		BlockSize:         bs,
+		DataTotal:         int64(u.DataBlocks) * bs,
+		DataUsed:          int64(u.UsedBlocks) * bs,
+		DataAvailable:     int64(u.FreeBlocks) * bs,
+		DataPercent:       percent(u.UsedBlocks, u.DataBlocks),
+		MetadataTotal:     u.MetadataLimit,
+		MetadataUsed:      u.MetadataState,
+		MetadataAvailable: max(0, u.MetadataLimit-u.MetadataState),
+		MetadataPercent:   percent(uint64(u.MetadataState), uint64(u.MetadataLimit)),
+		MetadataArea:      u.MetadataSize,
+		MetadataReserve:   u.MetadataReserve,
+		MetadataOnDisk:    u.MetadataUsed,
+		DataOffset:        u.DataOffset,
+		Devices:           u.Devices,
+		TransactionID:     u.TransactionID,
+		Warnings:          []string{},
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(a.poolPath, &st); err == nil {
+		i.FileSize, i.HostBytes = st.Size, st.Blocks*512
+	}
+	if i.DataPercent > 80 {
+		i.Warnings = append(i.Warnings, fmt.Sprintf("data space is %.0f%% used: grow the pool with 'thinctl pool grow --size N'", i.DataPercent))
+	}
+	if i.MetadataPercent > 80 {
+		i.Warnings = append(i.Warnings, fmt.Sprintf("metadata space is %.0f%% used: grow it with 'thinctl pool grow --metadata-size N'", i.MetadataPercent))
+	}
+	return i
+}
+
+func formatUUID(u [16]byte) string {
+	h := hex.EncodeToString(u[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func (a *app) poolInfoCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "info",
+		Short: "Show pool size, data and metadata use, as docker info and lvs do",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withPool(func(p *thinpool.Pool) error {
+				i := a.poolInfo(p.Usage())
+				if a.json {
+					return a.printJSON(i)
+				}
+				err := a.kv([][2]string{
+					{"Pool file", i.Pool},
+					{"Pool UUID", i.UUID},
+					{"Block size", formatSize(i.BlockSize)},
+					{"Data space used", fmt.Sprintf("%s (%.1f%%)", formatSize(i.DataUsed), i.DataPercent)},
+					{"Data space total", formatSize(i.DataTotal)},
+					{"Data space available", formatSize(i.DataAvailable)},
+					{"Metadata space used", fmt.Sprintf("%s (%.1f%%)", formatSize(i.MetadataUsed), i.MetadataPercent)},
+					{"Metadata space total", formatSize(i.MetadataTotal)},
+					{"Metadata space available", formatSize(i.MetadataAvailable)},
+					{"Metadata area", fmt.Sprintf("%s (can grow to %s)", formatSize(i.MetadataArea), formatSize(i.MetadataReserve))},
+					{"Host space used", fmt.Sprintf("%s of a %s sparse file", formatSize(i.HostBytes), formatSize(i.FileSize))},
+					{"Data offset", fmt.Sprintf("%d", i.DataOffset)},
+					{"Thin devices", fmt.Sprintf("%d", i.Devices)},
+					{"Transaction id", fmt.Sprintf("%d", i.TransactionID)},
+				})
+				for _, w := range i.Warnings {
+					fmt.Fprintf(a.out, "WARNING: %s\n", w)
+				}
+				return err
+			})
+		},
+	}
+}
+
+// checkResult is the JSON of 'pool check'.
+type checkResult struct {
+	Pool         string   `json:"pool"`
+	Clean        bool     `json:"clean"`
+	Devices      int      `json:"devices"`
+	Mappings     int      `json:"mappings"`
+	Errors       []string `json:"errors"`
+	Leaks        []string `json:"leaks"`
+	LeakedBlocks uint64   `json:"leakedBlocks"`
+	Repaired     bool     `json:"repaired"`
+}
+
+func (a *app) poolCheckCmd() *cobra.Command {
+	var repair bool
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Verify every mapping, reference count and checksum (thin_check)",
+		Long: `Verify every invariant of the pool: each mapped block's reference count
+equals the number of mappings that point at it, no mapping lies past the data
+area, no mappings overlap, free space adds up, and the metadata checksums on
+disk. Exit status 0 means clean, 1 means errors or leaks were found.
+--repair fixes leaks (blocks counted as used that nothing maps), as
+thin_repair does; errors need a person.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withPool(func(p *thinpool.Pool) error {
+				r, err := p.Check()
+				if err != nil {
+					return err
+				}
+				res := checkResult{Pool: a.poolPath, Devices: r.Devices, Mappings: r.Mappings,
+					Errors: append([]string{}, r.Errors...), Leaks: append([]string{}, r.Leaks...), LeakedBlocks: r.LeakedBlocks}
+				if repair && len(r.Errors) == 0 && len(r.Leaks) > 0 {
+					if _, err := p.Repair(); err != nil {
+						return err
+					}
+					res.Repaired = true
+				}
+				res.Clean = len(res.Errors) == 0 && (len(res.Leaks) == 0 || res.Repaired)
+				if a.json {
+					if err := a.printJSON(res); err != nil {
+						return err
+					}
+				} else {
+					for _, e := range res.Errors {
+						fmt.Fprintf(a.out, "error: %s\n", e)
+					}
+					for _, l := range res.Leaks {
+						fmt.Fprintf(a.out, "leak: %s\n", l)
+					}
+					switch {
+					case res.Repaired:
+						a.say("repaired %d leaked blocks; %d devices, %d mappings now clean", res.LeakedBlocks, res.Devices, res.Mappings)
+					case res.Clean:
+						a.say("pool %s is clean: %d devices, %d mappings", a.poolPath, res.Devices, res.Mappings)
+					}
+				}
+				if !res.Clean {
+					msg := fmt.Sprintf("pool %s has %d errors and %d leaks", a.poolPath, len(res.Errors), len(res.Leaks))
+					if len(res.Errors) == 0 {
+						msg += " (run 'thinctl pool check --repair')"
+					}
+					return &exitError{code: 1, msg: msg}
+				}
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&repair, "repair", false, "fix leaks")
+	return cmd
+}
+
+func (a *app) poolGrowCmd() *cobra.Command {
+	var size, metaSize string
+	cmd := &cobra.Command{
+		Use:   "grow",
+		Short: "Grow the data area (--size) or the metadata area (--metadata-size)",
+		Example: `  thinctl pool grow --size 200G
+  thinctl pool grow --metadata-size 64M`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if size == "" && metaSize == "" {
+				return fmt.Errorf("pool grow needs --size or --metadata-size")
+			}
+			var data, meta int64
+			var err error
+			if size != "" {
+				if data, err = parseSize(size); err != nil {
+					return err
+				}
+			}
+			if metaSize != "" {
+				if meta, err = parseSize(metaSize); err != nil {
+					return err
+				}
+			}
+			return a.withPool(func(p *thinpool.Pool) error {
+				if data > 0 {
+					if err := p.Grow(data); err != nil {
+						return objErr(err, "pool", a.poolPath)
+					}
+				}
+				if meta > 0 {
+					if err := p.GrowMetadata(meta); err != nil {
+						return objErr(err, "pool", a.poolPath)
+					}
+				}
+				u := p.Usage()
+				if a.json {
+					return a.printJSON(a.poolInfo(u))
+				}
+				a.say("Pool %s: %s of data, %s metadata area", a.poolPath, formatSize(int64(u.DataBlocks)*u.BlockSize), formatSize(u.MetadataSize))
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&size, "size", "", "new data capacity")
+	cmd.Flags().StringVar(&metaSize, "metadata-size", "", "new metadata area size")
+	return cmd
+}
+

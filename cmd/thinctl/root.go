@@ -1,0 +1,153 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/thinpool/thinpool/thinpool"
+)
+
+// DefaultPool is the pool file used when neither --pool nor THINPOOL is set.
+const DefaultPool = "/var/lib/thinpool/pool.img"
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// app is one invocation of thinctl: its streams and global flags.
+type app struct {
+	in       io.Reader
+	out, err io.Writer
+	poolPath string
+	json     bool
+	quiet    bool
+}
+
+// run executes thinctl with args and returns the exit code. Errors are
+// printed as one line on stderr.
+func run(args []string, in io.Reader, out, errOut io.Writer) int {
+	a := &app{in: in, out: out, err: errOut}
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetIn(in)
+	root.SetOut(out)
+	root.SetErr(errOut)
+	err := root.Execute()
+	if err == nil {
+		return 0
+	}
+	var ex *exitError
+	if errors.As(err, &ex) {
+		if ex.msg != "" {
+			fmt.Fprintf(errOut, "thinctl: %s\n", ex.msg)
+		}
+		return ex.code
+	}
+	fmt.Fprintf(errOut, "thinctl: %s\n", a.describe(err))
+	return 1
+}
+
+// exitError ends a command with a given exit code and an optional message.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "thinctl",
+		Short: "Manage thin pools, thin devices and snapshots",
+		Long: `thinctl manages a thinpool: one sparse pool file holding thin devices
+(a block is allocated on first write), snapshots that share blocks and copy a
+64 KiB block on the first write to it, and crash-safe metadata.
+
+The pool is --pool, or $THINPOOL, or ` + DefaultPool + `.
+Sizes take binary units as LVM does: 10G = 10 GiB, 512M, 64K, 1.5T.`,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		Version:           version,
+		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
+	}
+	def := os.Getenv("THINPOOL")
+	if def == "" {
+		def = DefaultPool
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.poolPath, "pool", def, "pool file (env THINPOOL)")
+	pf.BoolVar(&a.json, "json", false, "print JSON instead of tables")
+	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only what scripts need; no progress bars")
+	root.AddCommand(a.poolCmd(), a.deviceCmd(), a.snapshotCmd(), a.versionCmd())
+	return root
+}
+
+func (a *app) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of thinctl and of the pool format",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := struct {
+				Version       string `json:"version"`
+				FormatVersion int    `json:"formatVersion"`
+			}{version, thinpool.FormatVersion}
+			if a.json {
+				return a.printJSON(v)
+			}
+			fmt.Fprintf(a.out, "thinctl %s (pool format v%d)\n", v.Version, v.FormatVersion)
+			return nil
+		},
+	}
+}
+
+// withPool opens the pool, runs fn, and closes the pool.
+func (a *app) withPool(fn func(p *thinpool.Pool) error) error {
+	p, err := thinpool.Open(a.poolPath)
+	if err != nil {
+		return a.poolErr(err)
+	}
+	err = fn(p)
+	return errors.Join(err, p.Close())
+}
+
+// poolErr words an error from opening the pool.
+func (a *app) poolErr(err error) error {
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("pool %s does not exist (create it with 'thinctl pool create')", a.poolPath)
+	case errors.Is(err, thinpool.ErrLocked):
+		return fmt.Errorf("pool %s is in use%s", a.poolPath, strings.TrimPrefix(err.Error(), thinpool.ErrLocked.Error()))
+	case errors.Is(err, thinpool.ErrCorrupt):
+		return fmt.Errorf("pool %s is corrupt: %s", a.poolPath, strings.TrimPrefix(err.Error(), "thinpool: corrupt pool: "))
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("pool %s: permission denied (run as root?)", a.poolPath)
+	}
+	return err
+}
+
+// describe turns an error into the one line printed after "thinctl: ".
+func (a *app) describe(err error) string {
+	msg := err.Error()
+	msg = strings.ReplaceAll(msg, "thinpool: ", "")
+	return msg
+}
+
+// notFound and friends word the engine's sentinel errors for one object.
+func objErr(err error, kind, name string) error {
+	switch {
+	case errors.Is(err, thinpool.ErrNotFound):
+		return fmt.Errorf("%s %q not found", kind, name)
+	case errors.Is(err, thinpool.ErrExists):
+		return fmt.Errorf("%s %q already exists", kind, name)
+	case errors.Is(err, thinpool.ErrReadOnly):
+		return fmt.Errorf("%s %q is read-only", kind, name)
+	case errors.Is(err, thinpool.ErrInvalid):
+		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "thinpool: invalid argument: "))
+	}
+	return err
+}
