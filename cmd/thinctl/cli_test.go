@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/thinpool/thinpool/thinpool"
+)
+
+// thinctl runs the CLI in-process on pool and returns stdout, stderr and the
+// exit code.
+func thinctl(t *testing.T, pool string, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(append([]string{"--pool", pool}, args...), strings.NewReader(""), &out, &errOut)
+	return out.String(), errOut.String(), code
+}
+
+// mustRun runs thinctl and fails the test unless it exits 0.
+func mustRun(t *testing.T, pool string, args ...string) string {
+	t.Helper()
+	out, errOut, code := thinctl(t, pool, args...)
+	if code != 0 {
+		t.Fatalf("thinctl %s: exit %d: %s", strings.Join(args, " "), code, errOut)
+	}
+	return out
+}
+
+// newPool creates a pool file with the CLI and returns its path.
+func newPool(t *testing.T, size string) string {
+	t.Helper()
+	pool := filepath.Join(t.TempDir(), "pool.img")
+	mustRun(t, pool, "pool", "create", "--size", size)
+	return pool
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		bad  bool
+	}{
+		{"4096", 4096, false},
+		{"64K", 64 << 10, false},
+		{"64k", 64 << 10, false},
+		{"512M", 512 << 20, false},
+		{"10G", 10 << 30, false},
+		{"10GiB", 10 << 30, false},
+		{"10GB", 10 << 30, false},
+		{"10 G", 10 << 30, false},
+		{"1.5T", 3 << 39, false},
+		{"100B", 100, false},
+		{"", 0, true},
+		{"G", 0, true},
+		{"-1G", 0, true},
+		{"10Q", 0, true},
+		{"ten", 0, true},
+		{"1e30G", 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parseSize(tc.in)
+			if tc.bad {
+				if err == nil {
+					t.Fatalf("parseSize(%q) = %d, want error", tc.in, got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("parseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPoolCreateInfoCheck(t *testing.T) {
+	pool := newPool(t, "2G")
+	out := mustRun(t, pool, "pool", "info")
+	for _, want := range []string{"Data space total:", "2.0 GiB", "Block size:", "64 KiB", "Thin devices:", "Host space used:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("pool info lacks %q:\n%s", want, out)
+		}
+	}
+	var info poolInfo
+	if err := json.Unmarshal([]byte(mustRun(t, pool, "--json", "pool", "info")), &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.DataTotal != 2<<30 || info.BlockSize != 64<<10 || info.Pool != pool || info.Warnings == nil {
+		t.Fatalf("pool info json %+v", info)
+	}
+	if out := mustRun(t, pool, "pool", "check"); !strings.Contains(out, "clean") {
+		t.Fatalf("pool check: %s", out)
+	}
+	var cr checkResult
+	if err := json.Unmarshal([]byte(mustRun(t, pool, "--json", "pool", "check")), &cr); err != nil || !cr.Clean {
+		t.Fatalf("check json %+v %v", cr, err)
+	}
+	mustRun(t, pool, "pool", "grow", "--size", "4G")
+	mustRun(t, pool, "pool", "grow", "--metadata-size", "8M")
+	if err := json.Unmarshal([]byte(mustRun(t, pool, "--json", "pool", "info")), &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.DataTotal != 4<<30 || info.MetadataArea != 8<<20 {
+		t.Fatalf("after grow %+v", info)
+	}
+}
+
+func TestPoolInfoWarning(t *testing.T) {
+	pool := newPool(t, "1M") // 16 blocks
+	p, err := thinpool.Open(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := p.CreateThin("a", 1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.WriteAt(make([]byte, 15*64<<10), 0); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	if out := mustRun(t, pool, "pool", "info"); !strings.Contains(out, "WARNING: data space is 94% used") {
+		t.Fatalf("no warning:\n%s", out)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	pool := newPool(t, "1G")
+	mustRun(t, pool, "device", "create", "web", "--size", "100M")
+	mustRun(t, pool, "snapshot", "create", "web", "web-ro", "--readonly")
+	missing := filepath.Join(t.TempDir(), "none.img")
+	tests := []struct {
+		name string
+		pool string
+		args []string
+		want string
+	}{
+		{"pool missing", missing, []string{"device", "ls"}, "does not exist"},
+		{"pool exists", pool, []string{"pool", "create"}, "already exists"},
+		{"pool bad size", missing, []string{"pool", "create", "--size", "lots"}, `bad size "lots"`},
+		{"pool bad block size", missing, []string{"pool", "create", "--block-size", "48K"}, "block size"},
+		{"pool too small", missing, []string{"pool", "create", "--size", "4K"}, "smaller than one block"},
+		{"grow nothing", pool, []string{"pool", "grow"}, "needs --size or --metadata-size"},
+		{"grow smaller", pool, []string{"pool", "grow", "--size", "512M"}, "not larger"},
+		{"create no size", pool, []string{"device", "create", "x"}, "needs --size"},
+		{"create zero size", pool, []string{"device", "create", "x", "--size", "0"}, "more than 0"},
+		{"create bad size", pool, []string{"device", "create", "x", "--size", "1X"}, "bad size"},
+		{"create slash", pool, []string{"device", "create", "a/b", "--size", "1G"}, "contains '/'"},
+		{"create empty name", pool, []string{"device", "create", "", "--size", "1G"}, "empty name"},
+		{"create duplicate", pool, []string{"device", "create", "web", "--size", "1G"}, `device "web" already exists`},
+		{"create bad label", pool, []string{"device", "create", "x", "--size", "1G", "--label", "novalue"}, "bad label"},
+		{"inspect missing", pool, []string{"device", "inspect", "nope"}, `device "nope" not found`},
+		{"rm missing", pool, []string{"device", "rm", "nope"}, `device "nope" not found`},
+		{"rm with snapshots", pool, []string{"device", "rm", "web"}, "has 1 snapshots (web-ro); use -f"},
+		{"resize missing", pool, []string{"device", "resize", "nope", "--size", "1G"}, `device "nope" not found`},
+		{"resize shrink", pool, []string{"device", "resize", "web", "--size", "10M"}, "shrinking"},
+		{"resize ro", pool, []string{"device", "resize", "web-ro", "--size", "1G"}, "read-only"},
+		{"rename missing", pool, []string{"device", "rename", "nope", "x"}, `device "nope" not found`},
+		{"rename onto existing", pool, []string{"device", "rename", "web", "web-ro"}, `device "web-ro" already exists`},
+		{"rename bad", pool, []string{"device", "rename", "web", "."}, "reserved"},
+		{"snapshot missing origin", pool, []string{"snapshot", "create", "nope", "s"}, `origin "nope" not found`},
+		{"snapshot duplicate", pool, []string{"snapshot", "create", "web", "web-ro"}, `device "web-ro" already exists`},
+		{"snapshot bad name", pool, []string{"snapshot", "create", "web", "a b"}, "space"},
+		{"unknown command", pool, []string{"frobnicate"}, "unknown command"},
+		{"extra args", pool, []string{"device", "ls", "x"}, "unknown command"},
+	}
+	before := mustRun(t, pool, "--json", "device", "ls")
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := thinctl(t, tc.pool, tc.args...)
+			if code == 0 {
+				t.Fatalf("exit 0, want failure; out %q", out)
+			}
+			if !strings.Contains(errOut, tc.want) {
+				t.Fatalf("stderr %q, want it to contain %q", errOut, tc.want)
+			}
+			if lines := strings.Count(strings.TrimSpace(errOut), "\n"); lines > 0 && !strings.Contains(tc.name, "command") && tc.name != "extra args" {
+				t.Fatalf("error is %d lines: %q", lines+1, errOut)
+			}
+		})
+	}
+	if after := mustRun(t, pool, "--json", "device", "ls"); after != before {
+		t.Fatalf("failed commands changed the pool:\n%s\n%s", before, after)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Fatalf("failed commands created %s", missing)
+	}
+}
+
+func TestDeviceLifecycle(t *testing.T) {
+	pool := newPool(t, "1G")
+	mustRun(t, pool, "device", "create", "web", "--size", "1.5G", "--label", "role=data")
+	mustRun(t, pool, "snapshot", "create", "web", "s1")
+	mustRun(t, pool, "snapshot", "create", "s1", "s2", "--readonly")
+	out := mustRun(t, pool, "device", "ls")
+	for _, want := range []string{"NAME", "web", "1.5 GiB", "s1", "s2", "ro"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("device ls lacks %q:\n%s", want, out)
+		}
+	}
+	var devs []deviceJSON
+	if err := json.Unmarshal([]byte(mustRun(t, pool, "--json", "device", "ls")), &devs); err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) != 3 || devs[0].Labels["role"] != "data" || devs[2].Origin != "s1" || !devs[2].ReadOnly ||
+		strings.Join(devs[2].Chain, ",") != "s1,web" {
+		t.Fatalf("device ls json %+v", devs)
+	}
+	if out := mustRun(t, pool, "snapshot", "ls"); !strings.Contains(out, "s2 <- s1 <- web") {
+		t.Fatalf("snapshot ls:\n%s", out)
+	}
+	var d deviceJSON
+	if err := json.Unmarshal([]byte(mustRun(t, pool, "device", "inspect", "s1")), &d); err != nil || d.Origin != "web" {
+		t.Fatalf("inspect %+v %v", d, err)
+	}
+	mustRun(t, pool, "device", "resize", "web", "--size", "2G")
+	mustRun(t, pool, "device", "rename", "web", "www")
+	mustRun(t, pool, "device", "rm", "-f", "www")
+	if out := mustRun(t, pool, "snapshot", "ls"); !strings.Contains(out, "s1 <- (deleted #1)") {
+		t.Fatalf("snapshot ls after origin removal:\n%s", out)
+	}
+	if out := mustRun(t, pool, "-q", "device", "ls"); out != "s1\ns2\n" {
+		t.Fatalf("quiet ls %q", out)
+	}
+	mustRun(t, pool, "device", "rm", "s2", "s1")
+	if out := mustRun(t, pool, "pool", "check"); !strings.Contains(out, "clean: 0 devices") {
+		t.Fatalf("check: %s", out)
+	}
+}
+
+func TestCorruptPool(t *testing.T) {
+	pool := newPool(t, "1G")
+	f, err := os.OpenFile(pool, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt(bytes.Repeat([]byte{0xff}, 8192), 0)
+	f.Close()
+	_, errOut, code := thinctl(t, pool, "pool", "check")
+	if code != 1 || !strings.Contains(errOut, "is corrupt") {
+		t.Fatalf("check of corrupt pool: exit %d %q", code, errOut)
+	}
+}
+
+func TestVersionAndCompletion(t *testing.T) {
+	if out := mustRun(t, "x", "version"); !strings.Contains(out, "pool format v1") {
+		t.Fatalf("version %q", out)
+	}
+	if out := mustRun(t, "x", "completion", "bash"); !strings.Contains(out, "bash completion") {
+		t.Fatalf("completion: %.100s", out)
+	}
+}
