@@ -232,6 +232,14 @@ func (p *Pool) Repair() (*CheckReport, error) {
 		})
 		return true
 	})
+	if grow := (computed.Len() - p.st.refs.Len()) * refRunSize; grow > 0 {
+		if err := p.admit(grow); err != nil {
+			p.mu.Unlock()
+			p.ioGate.Unlock()
+			p.syncMu.Unlock()
+			return r, err
+		}
+	}
 	p.st.refs = computed
 	p.pending = append(p.pending, freed...)
 	p.mu.Unlock()

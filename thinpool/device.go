@@ -133,7 +133,7 @@ func (p *Pool) create(kind opKind, meta *devMeta, origin *device) (*Thin, error)
 			return nil, fmt.Errorf("%w: %q", ErrNotFound, origin.meta.name)
 		}
 		meta.size = origin.meta.size
-		extra += origin.m.Len() * mappingSize
+		extra += origin.m.Len() * growSnapshot
 	}
 	if err := ValidateName(meta.name); err != nil {
 		p.mu.Unlock()
@@ -175,6 +175,10 @@ func (p *Pool) Delete(name string) error {
 	p.mu.Lock()
 	if err = p.usable(); err == nil && d.deleted {
 		err = fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	if err == nil {
+		// Dropping references can split reference runs (M1).
+		err = p.admit(d.m.Len()*growSegment - d.m.Len()*mappingSize - d.meta.encodedSize())
 	}
 	if err == nil {
 		err = p.applyLocked(op{kind: opDelete, dev: d.meta.id})

@@ -32,13 +32,18 @@ func (t *Thin) unmap(off, n int64) (v0, v1 int64, err error) {
 	if v1 <= v0 {
 		return v0, v0, nil
 	}
-	mapped := false
+	segments := 0
 	d.m.Lookup(extent.VBlock(v0), uint64(v1-v0), func(s extent.Segment) bool {
-		mapped = s.Mapped
-		return !mapped
+		if s.Mapped {
+			segments++
+		}
+		return true
 	})
-	if !mapped {
+	if segments == 0 {
 		return v0, v1, nil
+	}
+	if err := p.admit(growUnmap + segments*growSegment); err != nil {
+		return 0, 0, err
 	}
 	return v0, v1, p.applyLocked(op{kind: opUnmap, dev: d.meta.id, v: extent.VBlock(v0), n: uint64(v1 - v0)})
 }

@@ -35,6 +35,9 @@
 //   - C1: a write never changes a block whose reference count is above 1;
 //     it copies it to a new block first (copy-on-write), unless it covers
 //     the block whole, when nothing is copied.
+//   - C2: a write also copies a block that lost a reference since the last
+//     commit (it was shared when that transaction committed): after a crash
+//     the other device maps it again.
 //   - D1: data reaches the disk before the metadata that maps it.
 //   - R1: a block freed in a transaction is not reused before that
 //     transaction is committed.

@@ -27,6 +27,7 @@ const (
 	minMetadataSize = 1 << 20
 	maxMetadataSize = 16 << 30
 	maxDataBlocks   = 1 << 40
+	maxDataBytes    = 1 << 60 // data area size limit, so offsets never overflow
 	maxJournalSize  = 64 << 20
 )
 
@@ -43,14 +44,17 @@ type Options struct {
 	MetadataSize int64
 }
 
-// DefaultMetadataSize is the metadata area for a pool: 64 bytes per data
-// block (room for the checkpoint of a pool whose every block is its own
-// extent, plus the journal), rounded up to 1 MiB, from 4 MiB to 16 GiB.
+// DefaultMetadataSize is the metadata area for a pool: 160 bytes per data
+// block, rounded up to 1 MiB, from 4 MiB to 16 GiB. An eighth is journal and
+// the state may use a third of the rest (M1), about 46 bytes per block: room
+// for one extent (24 bytes) and one reference run (20 bytes) per block, the
+// worst case of a pool written in random order without snapshots. The area
+// is sparse: only what is used takes space on the host.
 func DefaultMetadataSize(dataSize, blockSize int64) int64 {
 	if blockSize <= 0 {
 		blockSize = DefaultBlockSize
 	}
-	n := dataSize / blockSize * 64
+	n := dataSize / blockSize * 160
 	n = (n + 1<<20 - 1) &^ (1<<20 - 1)
 	return min(max(n, 4<<20), maxMetadataSize)
 }
@@ -68,7 +72,7 @@ func layout(o Options) (*superblock, error) {
 	if o.DataSize <= 0 || nr == 0 {
 		return nil, invalidf("data size %d is smaller than one block (%d)", o.DataSize, bs)
 	}
-	if nr > maxDataBlocks {
+	if nr > maxDataBlocks || o.DataSize > maxDataBytes {
 		return nil, invalidf("data size %d is more than %d blocks", o.DataSize, int64(maxDataBlocks))
 	}
 	meta := o.MetadataSize
@@ -118,6 +122,9 @@ type Pool struct {
 	// block before it was freed can touch it after it is reused.
 	ioGate sync.RWMutex
 
+	// releaseMu serialises releaseFrees.
+	releaseMu sync.Mutex
+
 	// mu guards everything below and the state.
 	mu        sync.RWMutex
 	sb        superblock
@@ -127,9 +134,11 @@ type Pool struct {
 	pending   []extent.Run // freed in the open transaction (R1)
 	committed []extent.Run // freed by a committed transaction, not yet free
 	batch     []op         // the open transaction
-	cursor    extent.PBlock
-	failed    error
-	closed    bool
+	// committing holds st.unshared of the transaction being committed.
+	committing *extent.RefCounts
+	cursor     extent.PBlock
+	failed     error
+	closed     bool
 }
 
 // Create makes a new pool file at path (which must not exist) and opens it.
@@ -212,6 +221,7 @@ func CreateFile(f File, o Options) (*Pool, error) {
 
 func newPool(f File, sb *superblock, st *state, journalOff int64, replayFreed []extent.Run) (*Pool, error) {
 	p := &Pool{f: f, bs: int64(sb.blockSize), sb: *sb, st: st, journalOff: journalOff}
+	st.unshared = extent.NewRefCounts()
 	p.free = extent.NewFreeSpace()
 	var next extent.PBlock
 	add := func(end extent.PBlock) {
@@ -226,7 +236,7 @@ func newPool(f File, sb *superblock, st *state, journalOff int64, replayFreed []
 	})
 	add(extent.PBlock(sb.nrDataBlocks))
 	// Blocks freed by replayed transactions may still hold data: return
-	// their space to the host (they are zeroed on reuse in any case, I2).
+	// their space to the host (they are zeroed on reuse in any case, Z1).
 	for _, r := range replayFreed {
 		p.free.Ascend(func(fr extent.Run) bool {
 			lo, hi := max(fr.P, r.P), min(fr.End(), r.End())
@@ -421,6 +431,18 @@ func (p *Pool) checkpointCap() int {
 	return int((p.sb.metaSize - p.sb.journalSize) / 3)
 }
 
+// Worst-case growth of the checkpoint per change, for admission (M1).
+const (
+	// A mapped run can split one extent in three and split a reference run
+	// at both ends of its old and of its new pool range.
+	growMap = 2*mappingSize + 4*refRunSize
+	// An unmapped run can split one extent in two; each mapped segment it
+	// removes can split a reference run at both ends.
+	growUnmap    = mappingSize
+	growSegment  = 2 * refRunSize
+	growSnapshot = mappingSize + 2*refRunSize // per extent of the origin
+)
+
 // admit returns ErrMetadataFull if the state cannot grow by extra bytes.
 // Called with mu held.
 func (p *Pool) admit(extra int) error {
@@ -463,6 +485,7 @@ func (p *Pool) commit(force bool, change func(*superblock)) error {
 	}
 	ops, frees := p.batch, p.pending
 	p.batch, p.pending = nil, nil
+	p.committing, p.st.unshared = p.st.unshared, extent.NewRefCounts()
 	var entry []byte
 	var img *ckptImage
 	if len(ops) > 0 {
@@ -497,6 +520,7 @@ func (p *Pool) commit(force bool, change func(*superblock)) error {
 	}
 	p.mu.Lock()
 	p.committed = append(p.committed, frees...)
+	p.committing = nil
 	p.mu.Unlock()
 	return nil
 }
@@ -542,9 +566,12 @@ func (p *Pool) writeCheckpoint(img *ckptImage, sb superblock) error {
 // once no I/O that started before the commit is still running (R2), and
 // returns their space to the host file system.
 func (p *Pool) releaseFrees() {
+	p.releaseMu.Lock()
+	defer p.releaseMu.Unlock()
+	// The runs stay in committed until they are free, so that every block
+	// is always accounted for (A1).
 	p.mu.Lock()
-	runs := p.committed
-	p.committed = nil
+	runs := p.committed[:len(p.committed):len(p.committed)]
 	p.mu.Unlock()
 	if len(runs) == 0 {
 		return
@@ -561,6 +588,7 @@ func (p *Pool) releaseFrees() {
 			panic(err) // a block freed twice: the state is broken
 		}
 	}
+	p.committed = append([]extent.Run(nil), p.committed[len(runs):]...)
 	p.mu.Unlock()
 }
 
@@ -597,7 +625,7 @@ func (p *Pool) Grow(dataSize int64) error {
 	if dataSize < 0 || nr <= old {
 		return invalidf("new data size %d is not larger than the current %d", dataSize, int64(old)*p.bs)
 	}
-	if nr > maxDataBlocks {
+	if nr > maxDataBlocks || dataSize > maxDataBytes {
 		return invalidf("data size %d is more than %d blocks", dataSize, int64(maxDataBlocks))
 	}
 	p.syncMu.Lock()

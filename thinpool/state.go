@@ -203,6 +203,10 @@ type state struct {
 	names     map[string]*device
 	refs      *extent.RefCounts
 
+	// unshared, when not nil, collects every pool block that lost a
+	// reference in the open transaction (C2). Replay leaves it nil.
+	unshared *extent.RefCounts
+
 	// mapEntries is the number of extents over all devices and metaBytes the
 	// size of all device records: they size the next checkpoint.
 	mapEntries int
@@ -314,6 +318,9 @@ func (s *state) remap(d *device, v extent.VBlock, n uint64, ins *extent.Mapping,
 		if err := s.refs.Dec(seg.P, seg.Len, freed); err != nil {
 			return err
 		}
+		if s.unshared != nil {
+			s.unshared.Set(seg.P, seg.Len, 1)
+		}
 	}
 	return nil
 }
@@ -351,6 +358,9 @@ func (s *state) applyCreate(o *op) error {
 	if _, ok := s.names[m.name]; ok {
 		return fmt.Errorf("device name %q exists", m.name)
 	}
+	if (o.kind == opCreate) != (m.origin == 0) {
+		return fmt.Errorf("%s record with origin %d", o.kind, m.origin)
+	}
 	d := &device{meta: m.clone(), m: extent.NewMap()}
 	if o.kind == opSnapshot {
 		origin, ok := s.devs[m.origin]
@@ -376,6 +386,9 @@ func (s *state) applyUpdate(o *op) error {
 	d, ok := s.devs[m.id]
 	if !ok {
 		return fmt.Errorf("update of unknown device %d", m.id)
+	}
+	if m.origin != d.meta.origin || m.created != d.meta.created {
+		return fmt.Errorf("update of device %d changes its origin or creation time", m.id)
 	}
 	if other, ok := s.names[m.name]; ok && other != d {
 		return fmt.Errorf("device name %q exists", m.name)

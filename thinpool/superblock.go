@@ -111,11 +111,13 @@ func (s *superblock) validate() error {
 		return formatError("bad journal size")
 	case s.metaSize%sectorSize != 0 || s.metaSize > s.metaReserve || s.metaReserve > maxMetadataSize:
 		return formatError("bad metadata size")
-	case s.dataOffset < s.metaOffset+s.metaReserve || s.dataOffset%uint64(s.blockSize) != 0:
+	case s.dataOffset < s.metaOffset+s.metaReserve || s.dataOffset%uint64(s.blockSize) != 0 ||
+		s.dataOffset > s.metaOffset+maxMetadataSize+MaxBlockSize:
 		return formatError("bad data offset")
-	case s.nrDataBlocks == 0 || s.nrDataBlocks > maxDataBlocks:
+	case s.nrDataBlocks == 0 || s.nrDataBlocks > maxDataBlocks || s.nrDataBlocks > maxDataBytes/uint64(s.blockSize):
 		return formatError("bad data block count")
-	case s.ckptOffset < s.journalSize || s.ckptOffset%sectorSize != 0 ||
+	case s.ckptOffset > s.metaSize || s.ckptLen > s.metaSize ||
+		s.ckptOffset < s.journalSize || s.ckptOffset%sectorSize != 0 ||
 		s.ckptLen < ckptHeaderSize || s.ckptOffset+s.ckptLen > s.metaSize:
 		return formatError("bad checkpoint location")
 	}

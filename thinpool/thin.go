@@ -170,7 +170,7 @@ func (t *Thin) WriteAt(b []byte, off int64) (int, error) {
 		p.reserved -= pc.n
 		if err != nil {
 			// Never mapped: the blocks go straight back (they are zeroed
-			// on reuse, I2).
+			// on reuse, Z1).
 			_ = p.free.Add(pc.new, pc.n)
 			continue
 		}
@@ -232,17 +232,55 @@ func (t *Thin) classify(segs []extent.Segment) ([]piece, uint64) {
 			need += s.Len
 			continue
 		}
-		t.p.st.refs.Runs(s.P, s.Len, func(r extent.RefRun) bool {
+		t.p.sharing(s.P, s.Len, func(r extent.Run, shared bool) {
 			pc := piece{kind: pieceInPlace, v: s.V + extent.VBlock(r.P-s.P), n: r.Len, old: r.P}
-			if r.Count > 1 {
+			if shared {
 				pc.kind = pieceCopy
 				need += r.Len
 			}
 			pieces = append(pieces, pc)
-			return true
 		})
 	}
 	return pieces, need
+}
+
+// sharing calls fn with the runs of [p, p+n) and whether each must be
+// copied before a write: it is shared now, or it was shared when the last
+// transaction committed (C2), since a crash would bring that sharing back.
+// Called with mu held.
+func (p *Pool) sharing(start extent.PBlock, n uint64, fn func(r extent.Run, shared bool)) {
+	p.st.refs.Runs(start, n, func(r extent.RefRun) bool {
+		if r.Count > 1 {
+			fn(extent.Run{P: r.P, Len: r.Len}, true)
+			return true
+		}
+		// Split further by the blocks that lost a reference since the last
+		// commit, in the open transaction or the one being committed.
+		var marks *extent.RefCounts
+		for _, set := range []*extent.RefCounts{p.st.unshared, p.committing} {
+			if set == nil || set.Len() == 0 {
+				continue
+			}
+			set.Runs(r.P, r.Len, func(u extent.RefRun) bool {
+				if u.Count > 0 {
+					if marks == nil {
+						marks = extent.NewRefCounts()
+					}
+					marks.Set(u.P, u.Len, 1)
+				}
+				return true
+			})
+		}
+		if marks == nil {
+			fn(extent.Run{P: r.P, Len: r.Len}, false)
+			return true
+		}
+		marks.Runs(r.P, r.Len, func(u extent.RefRun) bool {
+			fn(extent.Run{P: u.P, Len: u.Len}, u.Count > 0)
+			return true
+		})
+		return true
+	})
 }
 
 // allocate gives each fresh or copy piece new blocks, splitting pieces where
@@ -250,9 +288,6 @@ func (t *Thin) classify(segs []extent.Segment) ([]piece, uint64) {
 func (p *Pool) allocate(d *device, pieces []piece, need uint64) ([]piece, error) {
 	if p.free.Blocks() < need {
 		return nil, fmt.Errorf("%w: %d blocks needed, %d free", ErrNoSpace, need, p.free.Blocks())
-	}
-	if err := p.admit(len(pieces) * 2 * (mappingSize + refRunSize)); err != nil {
-		return nil, err
 	}
 	hint := d.hint
 	if hint == 0 {
@@ -274,6 +309,14 @@ func (p *Pool) allocate(d *device, pieces []piece, need uint64) ([]piece, error)
 			pc.n -= r.Len
 			hint = r.End()
 		}
+	}
+	if err := p.admit(len(out) * growMap); err != nil {
+		for _, pc := range out {
+			if pc.kind != pieceInPlace {
+				_ = p.free.Add(pc.new, pc.n)
+			}
+		}
+		return nil, err
 	}
 	d.hint, p.cursor = hint, hint
 	p.reserved += need
