@@ -5,13 +5,22 @@ FUZZTIME  ?= 30s
 TIMEOUT   ?= 15m
 RACE      := $(if $(filter 0,$(ENABLE_RACE)),,-race)
 
-.PHONY: help demo test test-invariants fmt-check vet fuzz fuzz-seeds bench check
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+
+.PHONY: help build demo docs test test-invariants fmt-check vet fuzz bench check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-demo:  ## the main job end to end on a default pool (arrives with thinctl)
-	@echo "make demo arrives with the thinctl CLI (issue 3); run 'make test' for now"
+build:  ## build bin/thinctl
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/thinctl ./cmd/thinctl
+
+demo: build  ## the main job end to end: pool, device, import, snapshot, diff, info (DEMO_DIR to keep it)
+	./scripts/demo.sh
+
+docs: build  ## man pages for every command into docs/man
+	./bin/thinctl docs docs/man
 
 test: fmt-check vet  ## gofmt + vet + go test -race (ENABLE_RACE=0 drops -race); fuzz seeds run as tests
 	$(GO) test $(RACE) -count=1 -timeout $(TIMEOUT) $(PKGS)

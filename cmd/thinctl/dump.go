@@ -1,6 +1,484 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/thinpool/thinpool/extent"
+	"github.com/thinpool/thinpool/thinpool"
+	"github.com/thinpool/thinpool/thinpool/thinxml"
+)
 
 // poolExtraCmds are 'pool dump' and 'pool restore'.
-func (a *app) poolExtraCmds() []*cobra.Command { return nil }
+func (a *app) poolExtraCmds() []*cobra.Command {
+	return []*cobra.Command{a.poolDumpCmd(), a.poolRestoreCmd()}
+}
+
+const dumpLong = `Write the pool's metadata as the XML that thin_dump writes
+(thin-provisioning-tools 0.9.0): the block size (data_block_size, in 512-byte
+sectors), the size of the data area (nr_data_blocks), the transaction id, and
+every thin device with its mappings, by device id. Without -o it goes to
+standard output.
+
+Serving the pool's devices with kernel dm-thin:
+
+The pool file's data area is a dm-thin data device as it stands: data block N
+is at the "Data offset" of 'thinctl pool info' plus N × block size. thin_restore
+turns the dump into a dm-thin metadata device. Stop every thinctl user of the
+pool first, then:
+
+  thinctl --json pool info                  # dataOffset D and dataTotal N, in bytes
+  thinctl pool dump -o pool.xml
+  truncate -s 64M meta.bin                  # must exist and be large enough:
+                                            #   thin_metadata_size -b 64k -s 100g -m 100 -u m
+  thin_restore -i pool.xml -o meta.bin
+  thin_check meta.bin
+  DATA=$(losetup --offset D --sizelimit N -f --show pool.img)
+  META=$(losetup -f --show meta.bin)
+  dmsetup create pool --table "0 $((N/512)) thin-pool $META $DATA 128 0"
+  dmsetup create web --table "0 $((SIZE/512)) thin /dev/mapper/pool DEV_ID"
+
+(128 is data_block_size from the dump; DEV_ID and SIZE are the device's
+dev_id and size attributes.) From then on only meta.bin knows which blocks
+are in use: do not open pool.img with thinctl again except as --data. To come
+back, remove the dm devices and run
+'thin_dump meta.bin | thinctl --pool new.img pool restore - --data pool.img --data-offset D'
+(the devices come back as dev-<dev_id>; see 'thinctl pool restore --help').
+
+dm-thin decides copy-on-write from times, not reference counts: a mapping is
+treated as shared when its time is before its device's snap_time. The dump
+gives the pool time 1, every device snap_time 1, and each mapping time 0 if
+its blocks are shared with another mapping, else time 1, so the kernel copies
+exactly the shared blocks on their first write.
+
+What dm-thin metadata cannot hold:
+
+Device names, sizes, origins, read-only flags, creation times and labels are
+not dm-thin metadata. The dump writes them as extra attributes on <device>:
+name, size (bytes), origin (a dev_id), read_only, created and labels.
+thin_restore 0.9.0 (Debian) accepts and ignores them; 'thinctl pool restore'
+reads them back, so a dump then restore loses nothing. thin_restore 1.x
+rejects unknown attributes: give it a --plain dump.`
+
+func (a *app) poolDumpCmd() *cobra.Command {
+	var output string
+	var plain bool
+	cmd := &cobra.Command{
+		Use:   "dump [-o FILE]",
+		Short: "Write the metadata as thin_dump XML (for thin_restore and kernel dm-thin)",
+		Long:  dumpLong,
+		Example: `  thinctl pool dump -o pool.xml
+  thinctl pool dump --plain | gzip > pool.xml.gz`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return a.withPool(func(p *thinpool.Pool) error {
+				sb, err := dumpPool(p, !plain)
+				if err != nil {
+					return err
+				}
+				if output == "" || output == "-" {
+					return thinxml.Encode(a.out, sb)
+				}
+				if err := dumpWriteFile(output, func(w io.Writer) error { return thinxml.Encode(w, sb) }); err != nil {
+					return err
+				}
+				var blocks uint64
+				for i := range sb.Devices {
+					blocks += sb.Devices[i].MappedBlocks()
+				}
+				if a.json {
+					return a.printJSON(struct {
+						File         string `json:"file"`
+						Devices      int    `json:"devices"`
+						MappedBlocks uint64 `json:"mappedBlocks"`
+					}{output, len(sb.Devices), blocks})
+				}
+				a.say("Wrote %d devices (%d mapped blocks) to %s", len(sb.Devices), blocks, output)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "write to FILE instead of standard output")
+	cmd.Flags().BoolVar(&plain, "plain", false, "write only what thin_dump writes: no name, size, origin, read_only, created or labels")
+	return cmd
+}
+
+// dumpPool describes p as a thin_dump document. With extras, each device
+// carries thinpool's own attributes too.
+func dumpPool(p *thinpool.Pool, extras bool) (*thinxml.Superblock, error) {
+	u := p.Usage()
+	sb := &thinxml.Superblock{
+		UUID: formatUUID(u.UUID), Time: 1, Transaction: u.TransactionID, Version: 2,
+		DataBlockSize: uint32(u.BlockSize / thinpool.SectorSize), NrDataBlocks: u.DataBlocks,
+	}
+	infos := p.Devices()
+	all := make([][]extent.Mapping, len(infos))
+	for i, info := range infos {
+		ms, err := p.Mappings(info.Name)
+		if err != nil {
+			return nil, objErr(err, "device", info.Name)
+		}
+		all[i] = ms
+	}
+	shared := sharedRuns(all)
+	for i, info := range infos {
+		d := thinxml.Device{DevID: uint32(info.ID), SnapTime: 1, Mappings: timedMappings(all[i], shared)}
+		if extras {
+			d.Name, d.Size, d.Origin, d.ReadOnly = info.Name, uint64(info.Size), uint32(info.Origin), info.ReadOnly
+			d.Created, d.Labels = info.Created, info.Labels
+		}
+		sb.Devices = append(sb.Devices, d)
+	}
+	return sb, nil
+}
+
+// sharedRuns returns, in order, the pool blocks that more than one mapping
+// points at.
+func sharedRuns(all [][]extent.Mapping) []extent.Run {
+	type edge struct {
+		p     extent.PBlock
+		delta int
+	}
+	var edges []edge
+	for _, ms := range all {
+		for _, m := range ms {
+			edges = append(edges, edge{m.P, 1}, edge{m.PEnd(), -1})
+		}
+	}
+	slices.SortFunc(edges, func(a, b edge) int {
+		if a.p != b.p {
+			if a.p < b.p {
+				return -1
+			}
+			return 1
+		}
+		return a.delta - b.delta
+	})
+	var runs []extent.Run
+	depth := 0
+	var start extent.PBlock
+	for i, e := range edges {
+		depth += e.delta
+		if i+1 < len(edges) && edges[i+1].p == e.p {
+			continue // settle every edge at this block first
+		}
+		open := len(runs) > 0 && runs[len(runs)-1].Len == 0
+		switch {
+		case depth >= 2 && !open:
+			start = e.p
+			runs = append(runs, extent.Run{P: start})
+		case depth < 2 && open:
+			runs[len(runs)-1].Len = uint64(e.p - start)
+		}
+	}
+	return runs
+}
+
+// timedMappings turns extents into dump mappings: pieces whose pool blocks
+// are in shared get time 0, the rest time 1 (see the dump's help).
+func timedMappings(ms []extent.Mapping, shared []extent.Run) []thinxml.Mapping {
+	out := make([]thinxml.Mapping, 0, len(ms))
+	emit := func(m extent.Mapping, p extent.PBlock, n uint64, time uint32) {
+		out = append(out, thinxml.Mapping{OriginBegin: uint64(m.V) + uint64(p-m.P), DataBegin: uint64(p), Length: n, Time: time})
+	}
+	for _, m := range ms {
+		p := m.P
+		i := sort.Search(len(shared), func(i int) bool { return shared[i].End() > p })
+		for ; p < m.PEnd(); i++ {
+			if i == len(shared) || shared[i].P >= m.PEnd() {
+				emit(m, p, uint64(m.PEnd()-p), 1)
+				break
+			}
+			r := shared[i]
+			if r.P > p {
+				emit(m, p, uint64(r.P-p), 1)
+				p = r.P
+			}
+			end := min(r.End(), m.PEnd())
+			emit(m, p, uint64(end-p), 0)
+			p = end
+		}
+	}
+	return out
+}
+
+// writeFileAtomic writes a temporary file next to path with fn, syncs it
+// and renames it to path; on error nothing is left.
+func dumpWriteFile(path string, fn func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	err = fn(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+const restoreLong = `Create a new pool at --pool (which must not exist) holding the thin devices
+of FILE, the XML that 'thinctl pool dump' or thin_dump writes ("-" reads
+standard input). The block size is the dump's data_block_size and the data
+area nr_data_blocks blocks, or --size if that is larger.
+
+--data names the dm-thin data device (a file or block device) whose block N
+is at --data-offset + N × block size; every mapped block is copied from it
+into the new pool, all-zero blocks as holes. Without --data the devices read
+back zeros. To copy one of thinctl's own pools, pass its pool file with
+--data-offset set to the "Data offset" of 'thinctl pool info'.
+
+Names, sizes, origins, read-only flags, creation times and labels come from
+the extra <device> attributes that 'thinctl pool dump' writes. A dump from
+thin_dump has none: such a device is called dev-<dev_id> and its size is its
+highest mapped block + 1 blocks, or --device-size. dev_id 0, which thinpool
+does not use, is given the next free id (the name stays dev-0).`
+
+func (a *app) poolRestoreCmd() *cobra.Command {
+	var dataPath, dataOffset, size, devSize, metaSize string
+	cmd := &cobra.Command{
+		Use:   "restore FILE [--data FILE] [--data-offset BYTES]",
+		Short: "Create a new pool from thin_dump XML and a dm-thin data device",
+		Long:  restoreLong,
+		Example: `  thinctl --pool copy.img pool restore pool.xml --data pool.img --data-offset 1073807360
+  thin_dump /dev/vg/pool_tmeta | thinctl --pool new.img pool restore - --data /dev/vg/pool_tdata`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var o restoreOptions
+			var err error
+			if o.dataOffset, err = dumpOptSize(dataOffset); err != nil {
+				return err
+			}
+			if dataOffset != "" && dataPath == "" {
+				return fmt.Errorf("--data-offset needs --data")
+			}
+			if o.size, err = dumpOptSize(size); err != nil {
+				return err
+			}
+			if o.devSize, err = dumpOptSize(devSize); err != nil {
+				return err
+			}
+			if o.metaSize, err = dumpOptSize(metaSize); err != nil {
+				return err
+			}
+			if dumpPathExists(a.poolPath) {
+				return fmt.Errorf("pool %s already exists", a.poolPath)
+			}
+			sb, err := a.readDump(args[0])
+			if err != nil {
+				return err
+			}
+			return a.restore(sb, dataPath, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataPath, "data", "", "dm-thin data device or image to copy the mapped blocks from")
+	f.StringVar(&dataOffset, "data-offset", "", "byte offset of data block 0 in --data (default 0)")
+	f.StringVar(&size, "size", "", "data capacity of the new pool (default: the dump's nr_data_blocks)")
+	f.StringVar(&devSize, "device-size", "", "size of devices the dump gives no size (default: up to the highest mapped block)")
+	f.StringVar(&metaSize, "metadata-size", "", "metadata area (default as 'pool create')")
+	return cmd
+}
+
+func dumpPathExists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+type restoreOptions struct {
+	dataOffset, size, devSize, metaSize int64
+}
+
+// optSize parses an optional size flag; "" is 0.
+func dumpOptSize(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	return parseSize(s)
+}
+
+// readDump decodes and validates the dump at path, wording its errors as
+// "FILE:LINE: what".
+func (a *app) readDump(path string) (*thinxml.Superblock, error) {
+	r := a.in
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	sb, err := thinxml.Decode(r)
+	var xe *thinxml.Error
+	switch {
+	case errors.As(err, &xe) && xe.Line > 0:
+		return nil, fmt.Errorf("%s:%d: %s", path, xe.Line, xe.Msg)
+	case errors.As(err, &xe):
+		return nil, fmt.Errorf("%s: %s", path, xe.Msg)
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return sb, nil
+}
+
+func (a *app) restore(sb *thinxml.Superblock, dataPath string, o restoreOptions) error {
+	bs := int64(sb.DataBlockSize) * thinpool.SectorSize
+	if sb.NrDataBlocks > uint64(math.MaxInt64/bs) {
+		return fmt.Errorf("the dump's data device (%d blocks of %s) is too large", sb.NrDataBlocks, formatSize(bs))
+	}
+	opts := thinpool.Options{BlockSize: bs, DataSize: int64(sb.NrDataBlocks) * bs, MetadataSize: o.metaSize}
+	if o.size != 0 {
+		if o.size < opts.DataSize {
+			return fmt.Errorf("--size %s is smaller than the dump's data device (%s)", formatSize(o.size), formatSize(opts.DataSize))
+		}
+		opts.DataSize = o.size
+	}
+	devs, notes, err := restoreDevices(sb, bs, o.devSize)
+	if err != nil {
+		return err
+	}
+	var data io.ReaderAt
+	if dataPath != "" {
+		f, err := os.Open(dataPath)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := checkDataSize(f, dataPath, o.dataOffset, devs, bs); err != nil {
+			return err
+		}
+		data = io.NewSectionReader(f, o.dataOffset, math.MaxInt64-o.dataOffset)
+	}
+	p, err := thinpool.Restore(a.poolPath, opts, devs, data)
+	switch {
+	case errors.Is(err, thinpool.ErrExists) && dumpPathExists(a.poolPath):
+		return fmt.Errorf("pool %s already exists", a.poolPath) // created meanwhile
+	case errors.Is(err, thinpool.ErrMetadataFull):
+		return fmt.Errorf("%w (use a larger --metadata-size)", err)
+	case err != nil:
+		return err
+	}
+	u := p.Usage()
+	if err := p.Close(); err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(a.poolInfo(u))
+	}
+	for _, n := range notes {
+		a.say("%s", n)
+	}
+	src := "no data (devices read zeros)"
+	if dataPath != "" {
+		src = fmt.Sprintf("data from %s at offset %d", dataPath, o.dataOffset)
+	}
+	a.say("Restored pool %s: %d devices, %s used of %s, %s", a.poolPath, u.Devices,
+		formatSize(int64(u.UsedBlocks)*bs), formatSize(int64(u.DataBlocks)*bs), src)
+	return nil
+}
+
+// restoreDevices turns the dump's devices into thinpool's. Notes tell the
+// user about ids that had to change.
+func restoreDevices(sb *thinxml.Superblock, bs, devSize int64) ([]thinpool.RestoreDevice, []string, error) {
+	var maxID uint32
+	for _, d := range sb.Devices {
+		maxID = max(maxID, d.DevID)
+	}
+	now := time.Now()
+	var notes []string
+	devs := make([]thinpool.RestoreDevice, 0, len(sb.Devices))
+	for _, d := range sb.Devices {
+		rd := thinpool.RestoreDevice{
+			ID: thinpool.DevID(d.DevID), Name: d.Name, Size: int64(d.Size), Origin: thinpool.DevID(d.Origin),
+			ReadOnly: d.ReadOnly, Created: d.Created, Labels: d.Labels, Mappings: dumpExtents(d.Mappings),
+		}
+		if rd.Name == "" {
+			rd.Name = fmt.Sprintf("dev-%d", d.DevID)
+		}
+		if rd.ID == 0 {
+			rd.ID = thinpool.DevID(maxID + 1)
+			notes = append(notes, fmt.Sprintf("dev_id 0 (%s) restored as device id %d", rd.Name, rd.ID))
+		}
+		if rd.Created.IsZero() {
+			rd.Created = now
+		}
+		var end uint64 // one past the highest mapped block
+		if n := len(rd.Mappings); n > 0 {
+			end = uint64(rd.Mappings[n-1].End())
+		}
+		if end > thinpool.MaxDeviceSize/uint64(bs) {
+			return nil, nil, fmt.Errorf("device %s maps block %d, past the largest device size (%s)", rd.Name, end-1, formatSize(thinpool.MaxDeviceSize))
+		}
+		need := int64(end) * bs
+		switch {
+		case d.Size != 0 && int64(d.Size) < need || d.Size > thinpool.MaxDeviceSize:
+			return nil, nil, fmt.Errorf("device %s: its size %d is not large enough for its mapped blocks (%s)", rd.Name, d.Size, formatSize(need))
+		case d.Size != 0:
+		case devSize != 0 && devSize < need:
+			return nil, nil, fmt.Errorf("device %s: --device-size %s is smaller than its mapped blocks need (%s)", rd.Name, formatSize(devSize), formatSize(need))
+		case devSize != 0:
+			rd.Size = roundUp(devSize, thinpool.SectorSize)
+		default:
+			rd.Size = max(need, bs)
+		}
+		devs = append(devs, rd)
+	}
+	return devs, notes, nil
+}
+
+// extents converts dump mappings into extents, joining those that continue
+// each other (dumps split extents where times differ).
+func dumpExtents(ms []thinxml.Mapping) []extent.Mapping {
+	out := make([]extent.Mapping, 0, len(ms))
+	for _, m := range ms {
+		e := extent.Mapping{V: extent.VBlock(m.OriginBegin), P: extent.PBlock(m.DataBegin), Len: m.Length}
+		if n := len(out); n > 0 && out[n-1].End() == e.V && out[n-1].PEnd() == e.P {
+			out[n-1].Len += e.Len
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// checkDataSize fails when the data device ends before the last mapped
+// block: a wrong file or offset.
+func checkDataSize(f *os.File, path string, off int64, devs []thinpool.RestoreDevice, bs int64) error {
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	var end extent.PBlock
+	for _, d := range devs {
+		for _, m := range d.Mappings {
+			end = max(end, m.PEnd())
+		}
+	}
+	if need := int64(end) * bs; end > 0 && size-off < need {
+		return fmt.Errorf("data %s holds %d bytes after offset %d, but the dump maps data blocks up to %d (%d bytes): wrong file or --data-offset?",
+			path, max(0, size-off), off, end-1, need)
+	}
+	return nil
+}

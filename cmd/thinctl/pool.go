@@ -292,4 +292,3 @@ func (a *app) poolGrowCmd() *cobra.Command {
 	cmd.Flags().StringVar(&metaSize, "metadata-size", "", "new metadata area size")
 	return cmd
 }
-

@@ -1,6 +1,590 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/thinpool/thinpool/thinpool"
+)
 
 // deviceExtraCmds are 'device import', 'device export' and 'device diff'.
-func (a *app) deviceExtraCmds() []*cobra.Command { return nil }
+func (a *app) deviceExtraCmds() []*cobra.Command {
+	return []*cobra.Command{a.deviceImportCmd(), a.deviceExportCmd(), a.deviceDiffCmd()}
+}
+
+// xferChunk is how much import and export read at a time. Pool block sizes
+// are powers of two, so a chunk starts on a block boundary when blocks are
+// smaller and a block on a chunk boundary when they are larger.
+const xferChunk = 1 << 20
+
+// importSyncBytes is how much an import writes between two commits, so the
+// blocks it frees by overwriting zeros can be reused before it ends.
+const importSyncBytes = 1 << 30
+
+// zeroChunk is xferChunk zeros to compare with.
+var zeroChunk [xferChunk]byte
+
+// isZero reports whether b (at most xferChunk bytes) is all zeros.
+func isZero(b []byte) bool { return bytes.Equal(b, zeroChunk[:len(b)]) }
+
+// zeroRuns splits b into runs of granules of g bytes (the last may be
+// shorter) that are all zeros or not, and calls fn with each run's bounds.
+// Adjacent granules of the same kind form one run.
+func zeroRuns(b []byte, g int, fn func(lo, hi int, zero bool) error) error {
+	start, zero := 0, false
+	for i := 0; i < len(b); i += g {
+		z := isZero(b[i:min(i+g, len(b))])
+		if i > start && z != zero {
+			if err := fn(start, i, zero); err != nil {
+				return err
+			}
+			start = i
+		}
+		zero = z
+	}
+	if start < len(b) {
+		return fn(start, len(b), zero)
+	}
+	return nil
+}
+
+// granule is the unit in which import and export look for zeros: a pool
+// block, or a chunk when blocks are larger.
+func granule(p *thinpool.Pool) int64 { return min(p.BlockSize(), xferChunk) }
+
+func alignDown(n, m int64) int64 { return n / m * m }
+
+// rate formats bytes per second over d.
+func rate(n int64, d time.Duration) string {
+	if d <= 0 {
+		return "-"
+	}
+	return formatSize(int64(float64(n)/d.Seconds())) + "/s"
+}
+
+// importSource is the image being imported: a file or block device read
+// with ReadAt, or a stream read in order.
+type importSource struct {
+	name string    // for messages: the path, or "standard input"
+	f    *os.File  // regular file or block device; nil for a stream
+	r    io.Reader // the stream when f is nil
+	c    io.Closer // what close closes, if anything
+	size int64     // -1 if unknown (a stream)
+	// sparse is set when f is a regular file, whose holes SEEK_DATA and
+	// SEEK_HOLE find without reading them.
+	sparse bool
+}
+
+func (a *app) openImportSource(path string) (*importSource, error) {
+	if path == "-" {
+		return &importSource{name: "standard input", r: a.in, size: -1}, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	s := &importSource{name: path, f: f, c: f, size: -1}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	switch m := fi.Mode(); {
+	case m.IsRegular():
+		s.size, s.sparse = fi.Size(), true
+	case m&os.ModeDevice != 0 && m&os.ModeCharDevice == 0: // block device
+		if s.size, err = f.Seek(0, io.SeekEnd); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("size of %s: %w", path, err)
+		}
+	case m.IsDir():
+		f.Close()
+		return nil, fmt.Errorf("%s is a directory", path)
+	default: // pipe, character device: read it in order
+		s.f, s.r = nil, f
+	}
+	return s, nil
+}
+
+func (s *importSource) close() {
+	if s.c != nil {
+		s.c.Close()
+	}
+}
+
+// dataRegion returns the next region of data at or after off, [d, h), read
+// with SEEK_DATA and SEEK_HOLE; d = h = size when only a hole is left. If the
+// file system cannot tell, it reports everything as data from off.
+func (s *importSource) dataRegion(off int64) (d, h int64) {
+	d, err := s.f.Seek(off, unix.SEEK_DATA)
+	if errors.Is(err, syscall.ENXIO) {
+		return s.size, s.size
+	}
+	if err != nil {
+		s.sparse = false
+		return off, s.size
+	}
+	if h, err = s.f.Seek(d, unix.SEEK_HOLE); err != nil {
+		h = s.size
+	}
+	return min(d, s.size), min(h, s.size)
+}
+
+// importer writes an image into a device. Runs of data are written with
+// WriteAt; runs of zeros are merged and cleared with WriteZeroes, which
+// unmaps whole blocks and costs nothing where nothing is mapped.
+type importer struct {
+	t *thinpool.Thin
+	g int64 // granule in which zeros are found
+	// [zlo, zhi) is the run of zeros not yet cleared; empty when equal.
+	zlo, zhi int64
+	read     int64 // bytes read from the source
+	written  int64 // bytes of data written
+	unsynced int64 // bytes written since the last commit
+}
+
+func (im *importer) zero(lo, hi int64) error {
+	if lo == im.zhi && im.zlo < im.zhi {
+		im.zhi = hi
+		return nil
+	}
+	if err := im.flush(); err != nil {
+		return err
+	}
+	im.zlo, im.zhi = lo, hi
+	return nil
+}
+
+// flush clears the pending run of zeros.
+func (im *importer) flush() error {
+	if im.zhi <= im.zlo {
+		return nil
+	}
+	lo, hi := im.zlo, im.zhi
+	im.zlo, im.zhi = 0, 0
+	return im.t.WriteZeroes(lo, hi-lo)
+}
+
+// chunk imports b, read from offset off of the image; off is a multiple of
+// the granule.
+func (im *importer) chunk(b []byte, off int64) error {
+	im.read += int64(len(b))
+	return zeroRuns(b, int(im.g), func(lo, hi int, zero bool) error {
+		if zero {
+			return im.zero(off+int64(lo), off+int64(hi))
+		}
+		if err := im.flush(); err != nil {
+			return err
+		}
+		if _, err := im.t.WriteAt(b[lo:hi], off+int64(lo)); err != nil {
+			return err
+		}
+		im.written += int64(hi - lo)
+		im.unsynced += int64(hi - lo)
+		if im.unsynced >= importSyncBytes {
+			im.unsynced = 0
+			return im.t.Sync()
+		}
+		return nil
+	})
+}
+
+// importFile copies a file or block device of s.size bytes.
+func (im *importer) importFile(s *importSource, prog *progress) error {
+	buf := make([]byte, xferChunk)
+	var dataEnd int64 // end of the current data region, when s.sparse
+	for off := int64(0); off < s.size; {
+		if s.sparse && off >= dataEnd {
+			var d int64
+			d, dataEnd = s.dataRegion(off)
+			hole := alignDown(d, im.g)
+			if d >= s.size {
+				hole = s.size
+			}
+			if hole > off {
+				if err := im.zero(off, hole); err != nil {
+					return err
+				}
+				off = hole
+				prog.update(off)
+				continue
+			}
+			if dataEnd <= off { // cannot happen; read on rather than spin
+				dataEnd = s.size
+			}
+		}
+		end := s.size
+		if s.sparse {
+			end = min(s.size, roundUp(dataEnd, im.g))
+		}
+		n := min(xferChunk, end-off)
+		if _, err := s.f.ReadAt(buf[:n], off); err != nil {
+			return fmt.Errorf("read %s at %d: %w", s.name, off, err)
+		}
+		if err := im.chunk(buf[:n], off); err != nil {
+			return err
+		}
+		off += n
+		prog.update(off)
+	}
+	return nil
+}
+
+// importStream copies a stream in order; it must fit in the device.
+func (im *importer) importStream(s *importSource, prog *progress) error {
+	buf := make([]byte, xferChunk)
+	size := im.t.Size()
+	for off := int64(0); ; {
+		n, err := io.ReadFull(s.r, buf)
+		if n > 0 {
+			if off+int64(n) > size {
+				return fmt.Errorf("%s is larger than the device (%s)", s.name, formatSize(size))
+			}
+			if err := im.chunk(buf[:n], off); err != nil {
+				return err
+			}
+			off += int64(n)
+			prog.update(off)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", s.name, err)
+		}
+	}
+}
+
+// importResult is the JSON of 'device import'. Sizes are in bytes.
+type importResult struct {
+	Device       string  `json:"device"`
+	Created      bool    `json:"created"`
+	Size         int64   `json:"size"`    // bytes of the image
+	Read         int64   `json:"read"`    // bytes read (holes of a sparse file are not read)
+	Written      int64   `json:"written"` // bytes of data (not zeros) written
+	MappedBlocks uint64  `json:"mappedBlocks"`
+	BlockSize    int64   `json:"blockSize"`
+	Seconds      float64 `json:"seconds"`
+}
+
+func (a *app) deviceImportCmd() *cobra.Command {
+	var size string
+	cmd := &cobra.Command{
+		Use:   "import NAME FILE|-",
+		Short: "Write a raw disk image into a device, creating it if needed",
+		Long: `Write a raw disk image (a file, a block device, or - for standard input)
+into a thin device from offset 0.
+
+If the device does not exist it is created with the image's size, rounded up
+to 512 bytes, or with --size. If it exists the image must fit, and the whole
+image range is overwritten. Blocks of the image that are all zeros, and the
+holes of a sparse file, are not written but unmapped, so a sparse image stays
+sparse in the pool. Standard input has no known size: import it into an
+existing device, or give --size.`,
+		Example: `  thinctl device import web web.img
+  xz -dc disk.img.xz | thinctl device import vm1 - --size 20G`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var newSize int64
+			if size != "" {
+				n, err := parseSize(size)
+				if err != nil {
+					return err
+				}
+				if n <= 0 {
+					return fmt.Errorf("device size must be more than 0")
+				}
+				newSize = roundUp(n, thinpool.SectorSize)
+			}
+			src, err := a.openImportSource(args[1])
+			if err != nil {
+				return err
+			}
+			defer src.close()
+			return a.withPool(func(p *thinpool.Pool) error {
+				return a.importImage(p, args[0], src, newSize)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&size, "size", "", "size of the new device (default: the image's size)")
+	return cmd
+}
+
+// importTarget returns the device to import src into, creating it (with
+// newSize bytes if not 0) when it does not exist.
+func (a *app) importTarget(p *thinpool.Pool, name string, src *importSource, newSize int64) (t *thinpool.Thin, created bool, err error) {
+	t, err = p.Device(name)
+	switch {
+	case err == nil:
+		i := t.Info()
+		switch {
+		case newSize != 0:
+			return nil, false, fmt.Errorf("device %q already exists (%s): --size only applies to a new device", name, formatSize(i.Size))
+		case src.size > i.Size:
+			return nil, false, fmt.Errorf("image %s is %s (%d bytes), larger than device %q (%s, %d bytes)",
+				src.name, formatSize(src.size), src.size, name, formatSize(i.Size), i.Size)
+		case i.ReadOnly:
+			return nil, false, fmt.Errorf("device %q is read-only", name)
+		}
+		return t, false, nil
+	case !errors.Is(err, thinpool.ErrNotFound):
+		return nil, false, objErr(err, "device", name)
+	}
+	size := newSize
+	switch {
+	case size == 0 && src.size < 0:
+		return nil, false, fmt.Errorf("device %q not found: give --size to create it from %s", name, src.name)
+	case size == 0 && src.size == 0:
+		return nil, false, fmt.Errorf("image %s is empty", src.name)
+	case size == 0:
+		size = roundUp(src.size, thinpool.SectorSize)
+	case src.size > size:
+		return nil, false, fmt.Errorf("image %s is %s (%d bytes), larger than --size %s", src.name, formatSize(src.size), src.size, formatSize(size))
+	}
+	if t, err = p.CreateThin(name, size, nil); err != nil {
+		return nil, false, objErr(err, "device", name)
+	}
+	return t, true, nil
+}
+
+// importImage copies src into the device called name and commits. A device
+// it created is removed again if the import fails.
+func (a *app) importImage(p *thinpool.Pool, name string, src *importSource, newSize int64) (err error) {
+	t, created, err := a.importTarget(p, name, src, newSize)
+	if err != nil {
+		return err
+	}
+	if created {
+		defer func() {
+			if err == nil {
+				return
+			}
+			if derr := p.Delete(name); derr != nil {
+				err = errors.Join(err, fmt.Errorf("remove the new device %q: %w", name, derr))
+			} else {
+				err = fmt.Errorf("%w (removed the new device %q)", err, name)
+			}
+		}()
+	}
+	start := time.Now()
+	im := &importer{t: t, g: granule(p)}
+	prog := a.newProgress("importing "+name, max(src.size, 0))
+	if src.f != nil {
+		err = im.importFile(src, prog)
+	} else {
+		err = im.importStream(src, prog)
+	}
+	if err == nil {
+		err = im.flush()
+	}
+	prog.finish()
+	if err == nil {
+		err = t.Sync()
+	}
+	if err != nil {
+		if errors.Is(err, thinpool.ErrNoSpace) {
+			err = fmt.Errorf("%w (grow the pool with 'thinctl pool grow --size N')", err)
+		}
+		return fmt.Errorf("import %s into device %q: %w", src.name, name, err)
+	}
+	u, err := t.Usage()
+	if err != nil {
+		return objErr(err, "device", name)
+	}
+	elapsed := time.Since(start)
+	r := importResult{Device: name, Created: created, Size: im.read, Read: im.read, Written: im.written,
+		MappedBlocks: u.Mapped, BlockSize: p.BlockSize(), Seconds: elapsed.Seconds()}
+	if src.size >= 0 {
+		r.Size = src.size
+	}
+	if a.json {
+		return a.printJSON(r)
+	}
+	a.say("Imported %s into device %q in %s (%s): %s read, %s written, %d blocks mapped (%s)",
+		formatSize(r.Size), name, elapsed.Round(time.Millisecond), rate(r.Size, elapsed),
+		formatSize(r.Read), formatSize(r.Written), r.MappedBlocks, formatSize(int64(r.MappedBlocks)*r.BlockSize))
+	return nil
+}
+
+// exportDest is where an export goes: a regular file, written sparse, or a
+// stream that gets every byte.
+type exportDest struct {
+	name string   // for messages: the path, or "standard output"
+	f    *os.File // a regular file, written with WriteAt; nil for a stream
+	w    io.Writer
+	c    io.Closer
+	// created is set when the file did not exist: a failed export removes it.
+	created bool
+	stdout  bool
+}
+
+// openExportDest opens path ("-" is stdout). It refuses to overwrite a
+// non-empty regular file or a block device unless force is set.
+func (a *app) openExportDest(path string, force bool) (*exportDest, error) {
+	if path == "-" {
+		return &exportDest{name: "standard output", w: a.out, stdout: true}, nil
+	}
+	fi, err := os.Stat(path)
+	created := errors.Is(err, os.ErrNotExist)
+	switch {
+	case created:
+	case err != nil:
+		return nil, err
+	case fi.IsDir():
+		return nil, fmt.Errorf("%s is a directory", path)
+	case !force && (fi.Mode().IsRegular() && fi.Size() > 0 || fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0):
+		return nil, fmt.Errorf("%s exists and is not empty: use --force to overwrite it", path)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o666)
+	if err != nil {
+		return nil, err
+	}
+	d := &exportDest{name: path, w: f, c: f, created: created}
+	if fi, err = f.Stat(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if fi.Mode().IsRegular() {
+		if err := f.Truncate(0); err != nil {
+			f.Close()
+			return nil, err
+		}
+		d.f = f
+	}
+	return d, nil
+}
+
+// exportResult is the JSON of 'device export'. Sizes are in bytes.
+type exportResult struct {
+	Device  string  `json:"device"`
+	File    string  `json:"file"`
+	Size    int64   `json:"size"`
+	Read    int64   `json:"read"`    // bytes read from the device
+	Written int64   `json:"written"` // bytes written to the file
+	Sparse  bool    `json:"sparse"`
+	Seconds float64 `json:"seconds"`
+}
+
+func (a *app) deviceExportCmd() *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "export NAME FILE|-",
+		Short: "Write a device out as a raw disk image",
+		Long: `Write a thin device out as a raw disk image of its full size.
+
+A regular FILE is written sparse: unmapped blocks and blocks of zeros become
+holes. Standard output (-), pipes and block devices get every byte, zeros
+included. An existing non-empty FILE is overwritten only with --force.`,
+		Example: `  thinctl device export web web.img
+  thinctl device export web - | xz > web.img.xz`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.withPool(func(p *thinpool.Pool) error {
+				return a.exportImage(p, args[0], args[1], force)
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "overwrite a non-empty FILE")
+	return cmd
+}
+
+func (a *app) exportImage(p *thinpool.Pool, name, path string, force bool) (err error) {
+	t, err := a.device(p, name)
+	if err != nil {
+		return err
+	}
+	maps, err := p.Mappings(name)
+	if err != nil {
+		return objErr(err, "device", name)
+	}
+	dst, err := a.openExportDest(path, force)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	size := t.Size()
+	r := exportResult{Device: name, File: dst.name, Size: size, Sparse: dst.f != nil}
+	prog := a.newProgress("exporting "+name, size)
+	buf := make([]byte, xferChunk)
+	// copyRange copies [lo, hi) of the device; write gets each chunk.
+	copyRange := func(lo, hi int64, write func(b []byte, off int64) error) error {
+		for off := lo; off < hi; {
+			n := min(xferChunk, hi-off)
+			if _, err := t.ReadAt(buf[:n], off); err != nil {
+				return fmt.Errorf("read device %q at %d: %w", name, off, err)
+			}
+			r.Read += n
+			if err := write(buf[:n], off); err != nil {
+				return fmt.Errorf("write %s: %w", dst.name, err)
+			}
+			off += n
+			prog.update(off)
+		}
+		return nil
+	}
+	if dst.f != nil {
+		bs, g := p.BlockSize(), int(granule(p))
+		for _, m := range maps {
+			lo, hi := int64(m.V)*bs, min(int64(m.End())*bs, size)
+			err = copyRange(lo, hi, func(b []byte, off int64) error {
+				return zeroRuns(b, g, func(l, h int, zero bool) error {
+					if zero {
+						return nil
+					}
+					r.Written += int64(h - l)
+					_, err := dst.f.WriteAt(b[l:h], off+int64(l))
+					return err
+				})
+			})
+			if err != nil {
+				break
+			}
+		}
+		if err == nil {
+			if err = dst.f.Truncate(size); err != nil {
+				err = fmt.Errorf("write %s: %w", dst.name, err)
+			}
+		}
+	} else {
+		err = copyRange(0, size, func(b []byte, _ int64) error {
+			r.Written += int64(len(b))
+			_, err := dst.w.Write(b)
+			return err
+		})
+	}
+	prog.finish()
+	if dst.c != nil {
+		if cerr := dst.c.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("write %s: %w", dst.name, cerr)
+		}
+	}
+	if err != nil {
+		if dst.created {
+			os.Remove(path)
+		}
+		return fmt.Errorf("export device %q: %w", name, err)
+	}
+	elapsed := time.Since(start)
+	r.Seconds = elapsed.Seconds()
+	if a.json && !dst.stdout {
+		return a.printJSON(r)
+	}
+	if a.quiet {
+		return nil
+	}
+	w := a.out
+	if dst.stdout {
+		w = a.err
+	}
+	fmt.Fprintf(w, "Exported device %q (%s) to %s in %s (%s): %s of data written\n",
+		name, formatSize(size), dst.name, elapsed.Round(time.Millisecond), rate(size, elapsed), formatSize(r.Written))
+	return nil
+}
