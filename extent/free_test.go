@@ -211,11 +211,18 @@ func TestFreeSpaceAllocSequential(t *testing.T) {
 	requireFreeRuns(t, f, nil)
 }
 
-// checkFree fails unless f holds exactly the blocks in model and its runs are
-// merged (E1, E2).
+// checkFree fails unless f holds exactly the blocks in model, below space,
+// and its runs are merged (E1, E2).
 func checkFree(tb testing.TB, f *FreeSpace, model map[PBlock]bool, space PBlock) {
 	tb.Helper()
-	var total uint64
+	checkFreeNear(tb, f, model, space, 0, space)
+}
+
+// checkFreeNear is checkFree that compares with model only in [lo, hi); the
+// invariants and block counts are checked everywhere.
+func checkFreeNear(tb testing.TB, f *FreeSpace, model map[PBlock]bool, space, lo, hi PBlock) {
+	tb.Helper()
+	var total, inWindow uint64
 	var prev Run
 	i := 0
 	f.Ascend(func(e Run) bool {
@@ -233,10 +240,11 @@ func checkFree(tb testing.TB, f *FreeSpace, model map[PBlock]bool, space PBlock)
 		if e.End() > space {
 			tb.Fatalf("run %v is past space %d", e, space)
 		}
-		for k := range e.Len {
-			if !model[e.P+PBlock(k)] {
-				tb.Fatalf("run %v: p%d is not free in the model", e, e.P+PBlock(k))
+		for p := max(e.P, lo); p < min(e.End(), hi); p++ {
+			if !model[p] {
+				tb.Fatalf("run %v: p%d is not free in the model", e, p)
 			}
+			inWindow++
 		}
 		total += e.Len
 		prev = e
@@ -245,6 +253,15 @@ func checkFree(tb testing.TB, f *FreeSpace, model map[PBlock]bool, space PBlock)
 	})
 	if total != uint64(len(model)) {
 		tb.Fatalf("runs hold %d blocks, model %d", total, len(model))
+	}
+	var want uint64
+	for p := lo; p < hi; p++ {
+		if model[p] {
+			want++
+		}
+	}
+	if inWindow != want {
+		tb.Fatalf("runs hold %d blocks of [%d, %d), model %d", inWindow, lo, hi, want)
 	}
 	if f.Blocks() != total {
 		tb.Fatalf("Blocks() = %d, runs hold %d", f.Blocks(), total)
@@ -288,6 +305,73 @@ func wantAlloc(model map[PBlock]bool, space PBlock, n uint64, hint PBlock) Run {
 	return r
 }
 
+// freeHarness applies operations to a FreeSpace and to a model set.
+type freeHarness struct {
+	tb    testing.TB
+	space PBlock // every operation stays below space
+	f     *FreeSpace
+	model map[PBlock]bool // free blocks; never holds false
+}
+
+func newFreeHarness(tb testing.TB, space PBlock) *freeHarness {
+	return &freeHarness{tb: tb, space: space, f: NewFreeSpace(), model: map[PBlock]bool{}}
+}
+
+// anyIs reports whether model[q] == want for some q in [p, p+n).
+func (h *freeHarness) anyIs(p PBlock, n uint64, want bool) bool {
+	for k := range n {
+		if h.model[p+PBlock(k)] == want {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *freeHarness) add(p PBlock, n uint64) {
+	h.tb.Helper()
+	wantErr := h.anyIs(p, n, true)
+	err := h.f.Add(p, n)
+	if wantErr != (err != nil) {
+		h.tb.Fatalf("Add(%d, %d) = %v, want error %v", p, n, err, wantErr)
+	}
+	if err == nil {
+		for k := range n {
+			h.model[p+PBlock(k)] = true
+		}
+	}
+}
+
+func (h *freeHarness) take(p PBlock, n uint64) {
+	h.tb.Helper()
+	wantErr := h.anyIs(p, n, false)
+	err := h.f.Take(p, n)
+	if wantErr != (err != nil) {
+		h.tb.Fatalf("Take(%d, %d) = %v, want error %v", p, n, err, wantErr)
+	}
+	if err == nil {
+		for k := range n {
+			delete(h.model, p+PBlock(k))
+		}
+	}
+}
+
+func (h *freeHarness) alloc(n uint64, hint PBlock) Run {
+	h.tb.Helper()
+	want := wantAlloc(h.model, h.space, n, hint)
+	if got := h.f.Alloc(n, hint); got != want {
+		h.tb.Fatalf("Alloc(%d, %d) = %v, want %v", n, hint, got, want)
+	}
+	for k := range want.Len {
+		delete(h.model, want.P+PBlock(k))
+	}
+	return want
+}
+
+func (h *freeHarness) check() {
+	h.tb.Helper()
+	checkFree(h.tb, h.f, h.model, h.space)
+}
+
 func TestFreeSpaceRandom(t *testing.T) {
 	const (
 		space  = 300
@@ -300,22 +384,22 @@ func TestFreeSpaceRandom(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3} {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 0xf5ee))
-			f := NewFreeSpace()
-			model := map[PBlock]bool{}
+			h := newFreeHarness(t, space)
 			i := 0
 			defer func() {
 				if t.Failed() {
 					t.Logf("failed at op %d", i)
 				}
 			}()
-			// span returns [p, p+n) clipped to space, or, if fit, cut short
-			// where model[q] != want.
+			// span returns a random [p, p+n) below space, cut short where
+			// model[q] != want if fit is set, so that most Adds and Takes
+			// succeed.
 			span := func(fit, want bool) (PBlock, uint64) {
 				p, n := PBlock(rng.IntN(space)), rng.Uint64N(maxLen+1)
 				n = min(n, uint64(space-p))
 				if fit {
 					for k := range n {
-						if model[p+PBlock(k)] != want {
+						if h.model[p+PBlock(k)] != want {
 							return p, k
 						}
 					}
@@ -323,50 +407,51 @@ func TestFreeSpaceRandom(t *testing.T) {
 				return p, n
 			}
 			for ; i < ops; i++ {
-				before := freeRuns(f)
 				switch r := rng.IntN(100); {
 				case r < 40:
-					p, n := span(rng.IntN(3) != 0, false)
-					wantErr := false
-					for k := range n {
-						wantErr = wantErr || model[p+PBlock(k)]
-					}
-					err := f.Add(p, n)
-					if wantErr != (err != nil) {
-						t.Fatalf("Add(%d, %d) = %v, want error %v", p, n, err, wantErr)
-					}
-					if err == nil {
-						for k := range n {
-							model[p+PBlock(k)] = true
-						}
-					}
+					h.add(span(rng.IntN(3) != 0, false))
 				case r < 70:
-					p, n := span(rng.IntN(3) != 0, true)
-					wantErr := false
-					for k := range n {
-						wantErr = wantErr || !model[p+PBlock(k)]
-					}
-					err := f.Take(p, n)
-					if wantErr != (err != nil) {
-						t.Fatalf("Take(%d, %d) = %v, want error %v", p, n, err, wantErr)
-					}
-					if err == nil {
-						for k := range n {
-							delete(model, p+PBlock(k))
-						}
-					}
+					h.take(span(rng.IntN(3) != 0, true))
 				default:
-					n, hint := rng.Uint64N(maxLen+1), PBlock(rng.IntN(space+10))
-					want := wantAlloc(model, space, n, hint)
-					if got := f.Alloc(n, hint); got != want {
-						t.Fatalf("Alloc(%d, %d) = %v, want %v; runs were %v", n, hint, got, want, before)
-					}
-					for k := range want.Len {
-						delete(model, want.P+PBlock(k))
-					}
+					h.alloc(rng.Uint64N(maxLen+1), PBlock(rng.IntN(space+10)))
 				}
-				checkFree(t, f, model, space)
+				h.check()
 			}
 		})
 	}
+}
+
+// FuzzFreeSpaceOps interprets its input as operations, four bytes each:
+//
+//	b[0]: modulo 3, Add, Take or Alloc
+//	b[1]: P, or Alloc's hint
+//	b[2]: Len or Alloc's n, modulo 32
+//	b[3]: unused
+func FuzzFreeSpaceOps(f *testing.F) {
+	const space = 256 + 32
+	op := func(kind, p, n byte) []byte { return []byte{kind, p, n, 0} }
+	f.Add([]byte{})
+	f.Add(slices.Concat(op(0, 0, 31), op(0, 31, 31), op(1, 10, 5), op(2, 12, 10), op(2, 200, 31)))
+	f.Add(slices.Concat(op(0, 250, 31), op(0, 0, 3), op(2, 255, 8), op(2, 255, 8), op(0, 2, 1)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 4*64 {
+			data = data[:4*64]
+		}
+		h := newFreeHarness(t, space)
+		for ; len(data) >= 4; data = data[4:] {
+			p, n := PBlock(data[1]), uint64(data[2]%32)
+			lo, hi := max(p, 1)-1, min(p+PBlock(n)+1, space)
+			switch data[0] % 3 {
+			case 0:
+				h.add(p, n)
+			case 1:
+				h.take(p, n)
+			case 2:
+				r := h.alloc(n, p)
+				lo, hi = min(lo, max(r.P, 1)-1), max(hi, min(r.End()+1, space))
+			}
+			checkFreeNear(t, h.f, h.model, space, lo, hi)
+		}
+		h.check()
+	})
 }

@@ -353,7 +353,28 @@ func TestRefCountsClone(t *testing.T) {
 // holds no zeros), nothing at or beyond space, and E1, E2 and E3 hold.
 func checkRefCounts(tb testing.TB, r *RefCounts, model map[PBlock]uint32, space PBlock) {
 	tb.Helper()
-	var used uint64
+	checkRefShape(tb, r, uint64(len(model)), space)
+	r.Ascend(func(e RefRun) bool {
+		for k := range e.Len {
+			if got := model[e.P+PBlock(k)]; got != e.Count {
+				tb.Fatalf("run %+v: model has count %d at p%d", e, got, e.P+PBlock(k))
+			}
+		}
+		return true
+	})
+	checkRuns(tb, r, model, 0, uint64(space))
+	for p := range space {
+		if got, want := r.Get(p), model[p]; got != want {
+			tb.Fatalf("Get(%d) = %d, model %d", p, got, want)
+		}
+	}
+}
+
+// checkRefShape fails unless E1, E2 and E3 hold, the runs hold used blocks,
+// all below space, and Used and Len agree with Ascend.
+func checkRefShape(tb testing.TB, r *RefCounts, used uint64, space PBlock) {
+	tb.Helper()
+	var total uint64
 	var prev RefRun
 	i := 0
 	r.Ascend(func(e RefRun) bool {
@@ -371,33 +392,22 @@ func checkRefCounts(tb testing.TB, r *RefCounts, model map[PBlock]uint32, space 
 				tb.Fatalf("E2: %+v and %+v are not merged", prev, e)
 			}
 		}
-		for k := range e.Len {
-			if got := model[e.P+PBlock(k)]; got != e.Count {
-				tb.Fatalf("run %+v: model has count %d at p%d", e, got, e.P+PBlock(k))
-			}
-		}
-		used += e.Len
+		total += e.Len
 		prev = e
 		i++
 		return true
 	})
-	if used != uint64(len(model)) {
-		tb.Fatalf("runs hold %d blocks, model %d", used, len(model))
+	if total != used {
+		tb.Fatalf("runs hold %d blocks, model %d", total, used)
 	}
-	if r.Used() != used {
-		tb.Fatalf("Used() = %d, runs hold %d", r.Used(), used)
+	if r.Used() != total {
+		tb.Fatalf("Used() = %d, runs hold %d", r.Used(), total)
 	}
 	if r.Len() != i {
 		tb.Fatalf("Len() = %d, Ascend saw %d", r.Len(), i)
 	}
 	if i > 0 && prev.End() > space {
 		tb.Fatalf("run %+v is past space %d", prev, space)
-	}
-	checkRuns(tb, r, model, 0, uint64(space))
-	for p := range space {
-		if got, want := r.Get(p), model[p]; got != want {
-			tb.Fatalf("Get(%d) = %d, model %d", p, got, want)
-		}
 	}
 }
 
@@ -513,6 +523,18 @@ func (h *refHarness) dec(p PBlock, n uint64, withFreed bool) {
 	}
 }
 
+// snapshot returns a frozen copy of h made with Clone. h carries on with
+// either the clone or the original, so that writes to both sides are tested.
+func (h *refHarness) snapshot(keepOriginal bool) *refHarness {
+	frozen := &refHarness{tb: h.tb, space: h.space, r: h.r, model: maps.Clone(h.model)}
+	if keepOriginal {
+		frozen.r = h.r.Clone()
+	} else {
+		h.r = h.r.Clone()
+	}
+	return frozen
+}
+
 func (h *refHarness) check() {
 	h.tb.Helper()
 	checkRefCounts(h.tb, h.r, h.model, h.space)
@@ -558,7 +580,7 @@ func TestRefCountsRandom(t *testing.T) {
 					h.set(p, n, uint32(rng.IntN(4)))
 				default:
 					if len(snaps) < 10 {
-						snaps = append(snaps, &refHarness{tb: t, space: h.space, r: h.r.Clone(), model: maps.Clone(h.model)})
+						snaps = append(snaps, h.snapshot(rng.IntN(2) == 0))
 					}
 				}
 				h.check()
@@ -570,4 +592,50 @@ func TestRefCountsRandom(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzRefCountsOps interprets its input as operations, four bytes each:
+//
+//	b[0]: low 2 bits pick Inc (0), Dec (1), Set (2) or a snapshot by Clone
+//	      (3); bit 2 makes Dec pass a nil freed callback
+//	b[1]: P
+//	b[2]: Len, modulo 32
+//	b[3]: Set's count, modulo 4
+func FuzzRefCountsOps(f *testing.F) {
+	const space = 256 + 32
+	op := func(kind, p, n, c byte) []byte { return []byte{kind, p, n, c} }
+	f.Add([]byte{})
+	f.Add(slices.Concat(op(0, 0, 20, 0), op(0, 5, 5, 0), op(1, 0, 20, 0), op(1, 3, 4, 0), op(1, 5, 5, 0)))
+	f.Add(slices.Concat(op(2, 10, 10, 3), op(3, 0, 0, 0), op(2, 12, 3, 0), op(0, 0, 31, 0), op(5, 9, 3, 0)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 4*64 {
+			data = data[:4*64]
+		}
+		h := newRefHarness(t, space)
+		var snaps []*refHarness
+		for ; len(data) >= 4; data = data[4:] {
+			p, n := PBlock(data[1]), uint64(data[2]%32)
+			switch data[0] & 3 {
+			case 0:
+				h.inc(p, n)
+			case 1:
+				h.dec(p, n, data[0]&4 == 0)
+			case 2:
+				h.set(p, n, uint32(data[3]%4))
+			case 3:
+				if len(snaps) < 8 {
+					snaps = append(snaps, h.snapshot(data[0]&4 != 0))
+				}
+			}
+			// The model only in and next to what changed; all of it at the end.
+			checkRefShape(t, h.r, uint64(len(h.model)), space)
+			lo := max(p, 1) - 1
+			checkRuns(t, h.r, h.model, lo, uint64(min(p+PBlock(n)+1, space)-lo))
+		}
+		h.check()
+		for _, s := range snaps {
+			checkRefShape(t, s.r, uint64(len(s.model)), space)
+			checkRuns(t, s.r, s.model, 0, space)
+		}
+	})
 }
