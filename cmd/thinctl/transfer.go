@@ -148,7 +148,12 @@ type importer struct {
 	zlo, zhi int64
 	read     int64 // bytes read from the source
 	written  int64 // bytes of data written
+	same     int64 // bytes skipped because the device held them already
 	unsynced int64 // bytes written since the last commit
+	// compare is set when the device existed: granules it already holds are
+	// not written, so blocks it shares with snapshots stay shared.
+	compare bool
+	cur     []byte // the device's current contents, when compare
 }
 
 func (im *importer) zero(lo, hi int64) error {
@@ -184,17 +189,54 @@ func (im *importer) chunk(b []byte, off int64) error {
 		if err := im.flush(); err != nil {
 			return err
 		}
-		if _, err := im.t.WriteAt(b[lo:hi], off+int64(lo)); err != nil {
-			return err
-		}
-		im.written += int64(hi - lo)
-		im.unsynced += int64(hi - lo)
-		if im.unsynced >= importSyncBytes {
-			im.unsynced = 0
-			return im.t.Sync()
-		}
-		return nil
+		return im.data(b[lo:hi], off+int64(lo))
 	})
+}
+
+// data writes a run of non-zero data at off (a multiple of the granule),
+// skipping the granules the device holds already when comparing.
+func (im *importer) data(b []byte, off int64) error {
+	if !im.compare {
+		return im.write(b, off)
+	}
+	if cap(im.cur) < len(b) {
+		im.cur = make([]byte, len(b))
+	}
+	cur := im.cur[:len(b)]
+	if _, err := im.t.ReadAt(cur, off); err != nil {
+		return err
+	}
+	start := -1 // start of the run of differing granules
+	for i := 0; i <= len(b); i += int(im.g) {
+		j := min(i+int(im.g), len(b))
+		differs := i < len(b) && !bytes.Equal(b[i:j], cur[i:j])
+		switch {
+		case differs && start < 0:
+			start = i
+		case !differs && start >= 0:
+			if err := im.write(b[start:i], off+int64(start)); err != nil {
+				return err
+			}
+			start = -1
+		}
+		if i < len(b) && !differs {
+			im.same += int64(j - i)
+		}
+	}
+	return nil
+}
+
+func (im *importer) write(b []byte, off int64) error {
+	if _, err := im.t.WriteAt(b, off); err != nil {
+		return err
+	}
+	im.written += int64(len(b))
+	im.unsynced += int64(len(b))
+	if im.unsynced >= importSyncBytes {
+		im.unsynced = 0
+		return im.t.Sync()
+	}
+	return nil
 }
 
 // importFile copies a file or block device of s.size bytes.
@@ -270,6 +312,7 @@ type importResult struct {
 	Size         int64   `json:"size"`    // bytes of the image
 	Read         int64   `json:"read"`    // bytes read (holes of a sparse file are not read)
 	Written      int64   `json:"written"` // bytes of data (not zeros) written
+	Unchanged    int64   `json:"unchanged"` // bytes an existing device held already (not written)
 	MappedBlocks uint64  `json:"mappedBlocks"`
 	BlockSize    int64   `json:"blockSize"`
 	Seconds      float64 `json:"seconds"`
@@ -287,8 +330,10 @@ If the device does not exist it is created with the image's size, rounded up
 to 512 bytes, or with --size. If it exists the image must fit, and the whole
 image range is overwritten. Blocks of the image that are all zeros, and the
 holes of a sparse file, are not written but unmapped, so a sparse image stays
-sparse in the pool. Standard input has no known size: import it into an
-existing device, or give --size.`,
+sparse in the pool. Into an existing device, data the device already holds
+is compared and not written again, so blocks it shares with its snapshots
+stay shared and only what changed costs new blocks. Standard input has no
+known size: import it into an existing device, or give --size.`,
 		Example: `  thinctl device import web web.img
   xz -dc disk.img.xz | thinctl device import vm1 - --size 20G`,
 		Args: cobra.ExactArgs(2),
@@ -375,7 +420,7 @@ func (a *app) importImage(p *thinpool.Pool, name string, src *importSource, newS
 		}()
 	}
 	start := time.Now()
-	im := &importer{t: t, g: granule(p)}
+	im := &importer{t: t, g: granule(p), compare: !created}
 	prog := a.newProgress("importing "+name, max(src.size, 0))
 	if src.f != nil {
 		err = im.importFile(src, prog)
@@ -400,7 +445,7 @@ func (a *app) importImage(p *thinpool.Pool, name string, src *importSource, newS
 		return objErr(err, "device", name)
 	}
 	elapsed := time.Since(start)
-	r := importResult{Device: name, Created: created, Size: im.read, Read: im.read, Written: im.written,
+	r := importResult{Device: name, Created: created, Size: im.read, Read: im.read, Written: im.written, Unchanged: im.same,
 		MappedBlocks: u.Mapped, BlockSize: p.BlockSize(), Seconds: elapsed.Seconds()}
 	if src.size >= 0 {
 		r.Size = src.size
@@ -408,9 +453,13 @@ func (a *app) importImage(p *thinpool.Pool, name string, src *importSource, newS
 	if a.json {
 		return a.printJSON(r)
 	}
-	a.say("Imported %s into device %q in %s (%s): %s read, %s written, %d blocks mapped (%s)",
+	unchanged := ""
+	if !created {
+		unchanged = fmt.Sprintf(", %s unchanged", formatSize(r.Unchanged))
+	}
+	a.say("Imported %s into device %q in %s (%s): %s read, %s written%s, %d blocks mapped (%s)",
 		formatSize(r.Size), name, elapsed.Round(time.Millisecond), rate(r.Size, elapsed),
-		formatSize(r.Read), formatSize(r.Written), r.MappedBlocks, formatSize(int64(r.MappedBlocks)*r.BlockSize))
+		formatSize(r.Read), formatSize(r.Written), unchanged, r.MappedBlocks, formatSize(int64(r.MappedBlocks)*r.BlockSize))
 	return nil
 }
 

@@ -527,3 +527,37 @@ func TestProgress(t *testing.T) {
 		t.Error("progress bar with --quiet")
 	}
 }
+
+func TestImportKeepsSharing(t *testing.T) {
+	pool := newPool(t, "1G")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "a.img")
+	data := make([]byte, 4<<20)
+	for i := range data {
+		data[i] = byte(i/4096 + 1)
+	}
+	if err := os.WriteFile(img, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, pool, "device", "import", "base", img)
+	mustRun(t, pool, "snapshot", "create", "base", "work")
+	// Change 4 KiB in the middle and import the image into the snapshot.
+	copy(data[2<<20:], bytes.Repeat([]byte{0xee}, 4096))
+	if err := os.WriteFile(img, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var r importResult
+	if err := json.Unmarshal([]byte(mustRun(t, pool, "--json", "device", "import", "work", img)), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Written != 64<<10 || r.Unchanged != int64(len(data))-64<<10 { // compared per block
+		t.Fatalf("import into existing device wrote %d, unchanged %d", r.Written, r.Unchanged)
+	}
+	var devs []deviceJSON
+	if err := json.Unmarshal([]byte(mustRun(t, pool, "--json", "device", "ls")), &devs); err != nil {
+		t.Fatal(err)
+	}
+	if devs[1].Exclusive != 64<<10 {
+		t.Fatalf("snapshot has %d exclusive bytes, want one block", devs[1].Exclusive)
+	}
+}
