@@ -66,6 +66,9 @@ func (m *Map) overlapping(v VBlock, n uint64) []Mapping {
 // [v, v+n) in order, until fn returns false. Each call covers as many blocks
 // as possible, so a contiguous read costs one call.
 func (m *Map) Lookup(v VBlock, n uint64, fn func(Segment) bool) {
+	if n == 0 {
+		return
+	}
 	end := v + VBlock(n)
 	cur := v
 	for _, e := range m.overlapping(v, n) {

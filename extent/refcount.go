@@ -60,6 +60,9 @@ func (r *RefCounts) Get(p PBlock) uint32 {
 // Runs calls fn with the counts over [p, p+n) in order, gaps included as
 // runs with Count 0, until fn returns false.
 func (r *RefCounts) Runs(p PBlock, n uint64, fn func(RefRun) bool) {
+	if n == 0 {
+		return
+	}
 	end := p + PBlock(n)
 	cur := p
 	for _, e := range r.overlapping(p, end) {
@@ -101,12 +104,13 @@ func (r *RefCounts) overlapping(p, end PBlock) []RefRun {
 
 // Inc adds one reference to each block of [p, p+n).
 func (r *RefCounts) Inc(p PBlock, n uint64) {
-	r.update(p, n, func(c uint32) uint32 {
-		if c == ^uint32(0) {
-			panic("extent: reference count overflow")
+	r.Runs(p, n, func(e RefRun) bool {
+		if e.Count == ^uint32(0) {
+			panic("extent: reference count overflow") // checked before any change
 		}
-		return c + 1
-	}, nil)
+		return true
+	})
+	r.update(p, n, func(c uint32) uint32 { return c + 1 }, nil)
 }
 
 // Dec removes one reference from each block of [p, p+n) and calls freed
