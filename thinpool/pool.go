@@ -462,6 +462,14 @@ func (p *Pool) Sync() error {
 	return nil
 }
 
+// Dirty reports whether metadata changes wait for a commit, or freed blocks
+// for their release.
+func (p *Pool) Dirty() bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.batch) > 0 || len(p.committed) > 0
+}
+
 // Checkpoint commits and then writes the whole state as a new checkpoint,
 // emptying the journal.
 func (p *Pool) Checkpoint() error {

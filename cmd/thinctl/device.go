@@ -20,6 +20,7 @@ func (a *app) deviceCmd() *cobra.Command {
 	cmd.AddCommand(a.deviceCreateCmd(), a.deviceLsCmd(), a.deviceInspectCmd(), a.deviceRmCmd(),
 		a.deviceResizeCmd(), a.deviceRenameCmd())
 	cmd.AddCommand(a.deviceExtraCmds()...)
+	cmd.AddCommand(a.deviceBlockCmds()...)
 	return cmd
 }
 
@@ -37,6 +38,8 @@ type deviceJSON struct {
 	Origin       string            `json:"origin"`
 	OriginID     uint32            `json:"originId"`
 	Chain        []string          `json:"chain,omitempty"`
+	Loop         string            `json:"loop,omitempty"`      // attached as this loop device
+	MountedAt    string            `json:"mountedAt,omitempty"` // mounted there by the daemon
 	ReadOnly     bool              `json:"readOnly"`
 	Created      time.Time         `json:"created"`
 	Labels       map[string]string `json:"labels"`
@@ -139,6 +142,23 @@ func (a *app) printDevice(p *thinpool.Pool, t *thinpool.Thin, format string) err
 	return nil
 }
 
+// devices returns every device's view, with snapshot chains and, inside
+// the daemon, where each is attached and mounted.
+func (a *app) devices(p *thinpool.Pool) ([]deviceJSON, error) {
+	devs, err := devices(p)
+	if err != nil || a.daemon == nil {
+		return devs, err
+	}
+	for _, at := range a.daemon.mgr.Attachments() {
+		for i := range devs {
+			if devs[i].ID == at.ID {
+				devs[i].Loop, devs[i].MountedAt = at.Loop, at.MountDir
+			}
+		}
+	}
+	return devs, nil
+}
+
 // devices returns every device's view, with snapshot chains.
 func devices(p *thinpool.Pool) ([]deviceJSON, error) {
 	infos := p.Devices()
@@ -172,7 +192,7 @@ func (a *app) deviceLsCmd() *cobra.Command {
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withPool(func(p *thinpool.Pool) error {
-				devs, err := devices(p)
+				devs, err := a.devices(p)
 				if err != nil {
 					return err
 				}
@@ -192,7 +212,7 @@ func (a *app) deviceTable(devs []deviceJSON) error {
 		}
 		return nil
 	}
-	rows := [][]string{{"NAME", "ID", "SIZE", "MAPPED", "EXCLUSIVE", "ORIGIN", "RO", "CREATED"}}
+	rows := [][]string{{"NAME", "ID", "SIZE", "MAPPED", "EXCLUSIVE", "ORIGIN", "RO", "ATTACHED", "CREATED"}}
 	for _, d := range devs {
 		origin := d.Origin
 		if origin == "" {
@@ -205,8 +225,15 @@ func (a *app) deviceTable(devs []deviceJSON) error {
 		if d.ReadOnly {
 			ro = "ro"
 		}
+		attached := "-"
+		if d.Loop != "" {
+			attached = d.Loop
+			if d.MountedAt != "" {
+				attached += " on " + d.MountedAt
+			}
+		}
 		rows = append(rows, []string{d.Name, fmt.Sprint(d.ID), formatSize(d.Size), formatSize(d.Mapped),
-			formatSize(d.Exclusive), origin, ro, d.Created.Local().Format("2006-01-02 15:04:05")})
+			formatSize(d.Exclusive), origin, ro, attached, d.Created.Local().Format("2006-01-02 15:04:05")})
 	}
 	return a.table(rows)
 }
@@ -218,7 +245,7 @@ func (a *app) deviceInspectCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withPool(func(p *thinpool.Pool) error {
-				devs, err := devices(p)
+				devs, err := a.devices(p)
 				if err != nil {
 					return err
 				}
@@ -246,6 +273,11 @@ func (a *app) deviceRmCmd() *cobra.Command {
 					t, err := a.device(p, name)
 					if err != nil {
 						return err
+					}
+					if a.daemon != nil {
+						if err := a.daemon.mgr.Busy(name); err != nil {
+							return err
+						}
 					}
 					if !force {
 						if kids := snapshotsOf(p, t.ID()); len(kids) > 0 {
@@ -303,6 +335,11 @@ func (a *app) deviceResizeCmd() *cobra.Command {
 				if err := p.Resize(args[0], n); err != nil {
 					return objErr(err, "device", args[0])
 				}
+				if a.daemon != nil {
+					if err := a.daemon.mgr.Resized(args[0]); err != nil {
+						return fmt.Errorf("resized %q, but the attached loop device did not follow: %w", args[0], err)
+					}
+				}
 				return a.printDevice(p, t, "Resized device %q to %s")
 			})
 		},
@@ -341,6 +378,7 @@ func (a *app) snapshotCmd() *cobra.Command {
 		Short:   "Create and list snapshots",
 	}
 	var ro bool
+	var freeze string
 	create := &cobra.Command{
 		Use:   "create ORIGIN NAME",
 		Short: "Snapshot a device: the new device shares every block (copy-on-write)",
@@ -355,6 +393,13 @@ func (a *app) snapshotCmd() *cobra.Command {
 				if _, err := a.device(p, args[0]); err != nil {
 					return fmt.Errorf("origin %s", strings.TrimPrefix(err.Error(), "device "))
 				}
+				if freeze != "" {
+					thaw, err := a.freeze(freeze)
+					if err != nil {
+						return err
+					}
+					defer thaw()
+				}
 				t, err := p.Snapshot(args[0], args[1], ro)
 				if err != nil {
 					return objErr(err, "device", args[1])
@@ -364,6 +409,13 @@ func (a *app) snapshotCmd() *cobra.Command {
 		},
 	}
 	create.Flags().BoolVar(&ro, "readonly", false, "make the snapshot read-only")
+	create.Flags().StringVar(&freeze, "freeze", "", "freeze the filesystem mounted at DIR (fsfreeze) while the snapshot is taken")
+	create.Long = `Snapshot a device: the new device shares every block of the origin, and the
+first write to a shared block copies it (64 KiB by default). Writes to the
+origin are held while the snapshot is taken, so it holds exactly the writes
+that completed before, as dm-thin requires suspending the origin. For a
+filesystem-consistent snapshot of a mounted device, freeze the filesystem
+(fsfreeze) around it: --freeze DIR does that.`
 	ls := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
@@ -371,7 +423,7 @@ func (a *app) snapshotCmd() *cobra.Command {
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withPool(func(p *thinpool.Pool) error {
-				devs, err := devices(p)
+				devs, err := a.devices(p)
 				if err != nil {
 					return err
 				}

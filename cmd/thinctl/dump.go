@@ -88,7 +88,7 @@ func (a *app) poolDumpCmd() *cobra.Command {
 				if output == "" || output == "-" {
 					return thinxml.Encode(a.out, sb)
 				}
-				if err := dumpWriteFile(output, func(w io.Writer) error { return thinxml.Encode(w, sb) }); err != nil {
+				if err := dumpWriteFile(a.abs(output), func(w io.Writer) error { return thinxml.Encode(w, sb) }); err != nil {
 					return err
 				}
 				var blocks uint64
@@ -323,7 +323,7 @@ func dumpOptSize(s string) (int64, error) {
 func (a *app) readDump(path string) (*thinxml.Superblock, error) {
 	r := a.in
 	if path != "-" {
-		f, err := os.Open(path)
+		f, err := os.Open(a.abs(path))
 		if err != nil {
 			return nil, err
 		}
@@ -361,7 +361,7 @@ func (a *app) restore(sb *thinxml.Superblock, dataPath string, o restoreOptions)
 	}
 	var data io.ReaderAt
 	if dataPath != "" {
-		f, err := os.Open(dataPath)
+		f, err := os.Open(a.abs(dataPath))
 		if err != nil {
 			return err
 		}

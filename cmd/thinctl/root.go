@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -25,17 +28,30 @@ type app struct {
 	poolPath string
 	json     bool
 	quiet    bool
+
+	// rawArgs are the arguments as given, for forwarding to the daemon.
+	rawArgs []string
+	// daemon is set when this invocation runs inside the pool daemon;
+	// cwd is then the client's working directory, for relative paths.
+	daemon *daemon
+	cwd    string
 }
 
 // run executes thinctl with args and returns the exit code. Errors are
 // printed as one line on stderr.
 func run(args []string, in io.Reader, out, errOut io.Writer) int {
-	a := &app{in: in, out: out, err: errOut}
+	a := &app{in: in, out: out, err: errOut, rawArgs: args}
 	root := a.rootCmd()
 	root.SetArgs(args)
-	root.SetIn(in)
-	root.SetOut(out)
-	root.SetErr(errOut)
+	return a.execute(root)
+}
+
+// execute runs the command tree and turns its error into an exit code and
+// one line on stderr.
+func (a *app) execute(root *cobra.Command) int {
+	root.SetIn(a.in)
+	root.SetOut(a.out)
+	root.SetErr(a.err)
 	err := root.Execute()
 	if err == nil {
 		return 0
@@ -43,12 +59,25 @@ func run(args []string, in io.Reader, out, errOut io.Writer) int {
 	var ex *exitError
 	if errors.As(err, &ex) {
 		if ex.msg != "" {
-			fmt.Fprintf(errOut, "thinctl: %s\n", ex.msg)
+			fmt.Fprintf(a.err, "thinctl: %s\n", ex.msg)
 		}
 		return ex.code
 	}
-	fmt.Fprintf(errOut, "thinctl: %s\n", a.describe(err))
+	fmt.Fprintf(a.err, "thinctl: %s\n", a.describe(err))
 	return 1
+}
+
+// abs resolves a path given on the command line against the caller's
+// working directory (which differs from ours inside the daemon).
+func (a *app) abs(path string) string {
+	if path == "-" || path == "" || filepath.IsAbs(path) || a.cwd == "" {
+		return path
+	}
+	return filepath.Join(a.cwd, path)
+}
+
+func dialTimeout(sock string) (net.Conn, error) {
+	return net.DialTimeout("unix", sock, time.Second)
 }
 
 // exitError ends a command with a given exit code and an optional message.
@@ -70,6 +99,7 @@ func (a *app) rootCmd() *cobra.Command {
 The pool is --pool, or $THINPOOL, or ` + DefaultPool + `.
 Sizes take binary units as LVM does: 10G = 10 GiB, 512M, 64K, 1.5T.`,
 		SilenceUsage:      true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error { return a.forward(cmd, args) },
 		SilenceErrors:     true,
 		Version:           version,
 		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
@@ -82,7 +112,7 @@ Sizes take binary units as LVM does: 10G = 10 GiB, 512M, 64K, 1.5T.`,
 	pf.StringVar(&a.poolPath, "pool", def, "pool file (env THINPOOL)")
 	pf.BoolVar(&a.json, "json", false, "print JSON instead of tables")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only what scripts need; no progress bars")
-	root.AddCommand(a.poolCmd(), a.deviceCmd(), a.snapshotCmd(), a.versionCmd())
+	root.AddCommand(a.poolCmd(), a.deviceCmd(), a.snapshotCmd(), a.versionCmd(), a.daemonCmd())
 	root.AddCommand(a.docsCmd(root))
 	return root
 }
@@ -108,6 +138,9 @@ func (a *app) versionCmd() *cobra.Command {
 
 // withPool opens the pool, runs fn, and closes the pool.
 func (a *app) withPool(fn func(p *thinpool.Pool) error) error {
+	if a.daemon != nil {
+		return fn(a.daemon.mgr.Pool())
+	}
 	p, err := thinpool.Open(a.poolPath)
 	if err != nil {
 		return a.poolErr(err)
@@ -134,7 +167,9 @@ func (a *app) poolErr(err error) error {
 // describe turns an error into the one line printed after "thinctl: ".
 func (a *app) describe(err error) string {
 	msg := err.Error()
-	msg = strings.ReplaceAll(msg, "thinpool: ", "")
+	for _, prefix := range []string{"volumes: device is busy: ", "volumes: not attached: ", "thinpool: ", "volumes: ", "blockdev: "} {
+		msg = strings.ReplaceAll(msg, prefix, "")
+	}
 	return msg
 }
 

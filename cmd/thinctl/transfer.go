@@ -87,7 +87,7 @@ func (a *app) openImportSource(path string) (*importSource, error) {
 	if path == "-" {
 		return &importSource{name: "standard input", r: a.in, size: -1}, nil
 	}
-	f, err := os.Open(path)
+	f, err := os.Open(a.abs(path))
 	if err != nil {
 		return nil, err
 	}
@@ -481,6 +481,7 @@ func (a *app) openExportDest(path string, force bool) (*exportDest, error) {
 	if path == "-" {
 		return &exportDest{name: "standard output", w: a.out, stdout: true}, nil
 	}
+	path = a.abs(path)
 	fi, err := os.Stat(path)
 	created := errors.Is(err, os.ErrNotExist)
 	switch {

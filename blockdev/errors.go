@@ -1,0 +1,59 @@
+package blockdev
+
+import (
+	"errors"
+	"syscall"
+)
+
+var (
+	// ErrBusy is returned when something still holds what the call would
+	// tear down: a device file that is open (usually by a loop device), a
+	// FUSE mount with open files, a loop device that is still open after
+	// LOOP_CLR_FD, or a mounted filesystem. When the kernel said EBUSY the
+	// error matches both ErrBusy and syscall.EBUSY.
+	ErrBusy = errors.New("blockdev: busy")
+	// ErrExists is returned when Add is given a name that is already served.
+	ErrExists = errors.New("blockdev: device already served")
+	// ErrNotFound is returned when a name is not served, or a loop device
+	// does not exist.
+	ErrNotFound = errors.New("blockdev: not found")
+	// ErrInvalid is returned for bad arguments: an empty name, a name with a
+	// slash, a nil Device, an unknown filesystem type.
+	ErrInvalid = errors.New("blockdev: invalid argument")
+	// ErrClosed is returned by every call on a closed Server.
+	ErrClosed = errors.New("blockdev: server is closed")
+	// ErrStale is returned by Serve when its directory is the mount point of
+	// a FUSE server that is gone ("transport endpoint is not connected");
+	// run Cleanup on the directory first.
+	ErrStale = errors.New("blockdev: stale FUSE mount")
+	// ErrAborted is returned by Close when unmounting did not finish in time
+	// and the FUSE connection had to be aborted and lazily unmounted.
+	ErrAborted = errors.New("blockdev: FUSE connection aborted")
+)
+
+// busyError is a kernel EBUSY that also matches ErrBusy, keeping the
+// original message.
+type busyError struct{ err error }
+
+func (e busyError) Error() string   { return e.err.Error() }
+func (e busyError) Unwrap() []error { return []error{e.err, ErrBusy} }
+
+// markBusy marks a kernel EBUSY as ErrBusy, keeping the original error so
+// that errors.Is(err, syscall.EBUSY) still holds. Other errors pass through.
+func markBusy(err error) error {
+	if errors.Is(err, syscall.EBUSY) && !errors.Is(err, ErrBusy) {
+		return busyError{err}
+	}
+	return err
+}
+
+// DefaultErrno is the error conversion used when Options.Errno is nil: an
+// error that is (or wraps) a non-zero syscall.Errno passes through, and every
+// other error becomes EIO.
+func DefaultErrno(err error) syscall.Errno {
+	var errno syscall.Errno
+	if errors.As(err, &errno) && errno != 0 {
+		return errno
+	}
+	return syscall.EIO
+}

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/thinpool/thinpool/thinpool"
+	"github.com/thinpool/thinpool/volumes"
+)
+
+// daemon is the state of a running 'thinctl daemon run'.
+type daemon struct {
+	poolPath string // absolute
+	runDir   string
+	mgr      *volumes.Manager
+	stop     chan struct{} // closed to shut down
+	stopOnce sync.Once
+}
+
+func (d *daemon) shutdown() { d.stopOnce.Do(func() { close(d.stop) }) }
+
+// localOnly are the commands that never go to a daemon.
+func localOnly(cmd *cobra.Command) bool {
+	for c := cmd; c != nil; c = c.Parent() {
+		switch c.Name() {
+		case "daemon", "version", "completion", "docs", "help", "__complete":
+			return true
+		}
+	}
+	return false
+}
+
+// needsDaemon are the commands that need a live device: they start the
+// daemon when none runs.
+func needsDaemon(cmd *cobra.Command) bool {
+	if cmd.Parent() == nil || cmd.Parent().Name() != "device" {
+		return false
+	}
+	switch cmd.Name() {
+	case "attach", "detach", "mount", "umount":
+		return true
+	}
+	return false
+}
+
+// forward runs this invocation in the pool's daemon when one runs (or is
+// needed), and returns an *exitError carrying its exit code; nil means run
+// here.
+func (a *app) forward(cmd *cobra.Command, args []string) error {
+	if a.daemon != nil || localOnly(cmd) {
+		return nil
+	}
+	in, ok1 := a.in.(*os.File)
+	out, ok2 := a.out.(*os.File)
+	errf, ok3 := a.err.(*os.File)
+	if !ok1 || !ok2 || !ok3 {
+		if needsDaemon(cmd) {
+			return fmt.Errorf("%s needs the pool daemon, which an in-process call cannot reach", cmd.CommandPath())
+		}
+		return nil // in-process (tests): run here
+	}
+	abs, err := filepath.Abs(a.poolPath)
+	if err != nil {
+		return err
+	}
+	sock := volumes.Socket(volumes.RunDir(abs))
+	if _, err := os.Stat(sock); err != nil {
+		if !needsDaemon(cmd) {
+			return nil
+		}
+		if err := a.startDaemon(abs); err != nil {
+			return err
+		}
+	}
+	cwd, _ := os.Getwd()
+	req := volumes.Request{Args: append([]string{"--pool", abs}, a.rawArgs...), Cwd: cwd}
+	code, err := volumes.Forward(sock, req, in, out, errf)
+	if errors.Is(err, volumes.ErrNoDaemon) && !needsDaemon(cmd) {
+		return nil // a stale socket: the pool file decides
+	}
+	if err != nil {
+		return fmt.Errorf("pool daemon for %s: %w", abs, err)
+	}
+	return &exitError{code: code}
+}
+
+func (a *app) daemonCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run, start, stop or query the pool daemon that serves attached devices",
+		Long: `The pool daemon owns one pool (its lock), serves attached thin devices through
+FUSE files in its run directory, with a loop device on each, and listens on a
+unix socket there (mode 0600, root only). While it runs, every other thinctl
+command for that pool goes through it; without it they open the pool file.
+'device attach' and 'device mount' start it when it is not running.
+
+A systemd unit:
+
+  [Unit]
+  Description=thinpool daemon for /var/lib/thinpool/pool.img
+  [Service]
+  ExecStart=/usr/local/bin/thinctl --pool /var/lib/thinpool/pool.img daemon run
+  KillSignal=SIGTERM
+  TimeoutStopSec=60
+  [Install]
+  WantedBy=multi-user.target`,
+	}
+	cmd.AddCommand(a.daemonRunCmd(), a.daemonStartCmd(), a.daemonStopCmd(), a.daemonStatusCmd())
+	return cmd
+}
+
+func (a *app) daemonRunCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Run the daemon in the foreground (for systemd); SIGTERM stops it cleanly",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Geteuid() != 0 {
+				return fmt.Errorf("the pool daemon must run as root (it mounts FUSE and attaches loop devices)")
+			}
+			abs, err := filepath.Abs(a.poolPath)
+			if err != nil {
+				return err
+			}
+			return runDaemon(abs, a.err)
+		},
+	}
+}
+
+// runDaemon serves the pool at poolPath until SIGTERM, SIGINT or
+// 'daemon stop', then unmounts, detaches, commits and releases the pool.
+func runDaemon(poolPath string, logw interface{ Write([]byte) (int, error) }) error {
+	logger := log.New(logw, "thinpool: ", log.LstdFlags)
+	p, err := thinpool.Open(poolPath)
+	if err != nil {
+		return (&app{poolPath: poolPath}).poolErr(err)
+	}
+	runDir := volumes.RunDir(poolPath)
+	mgr, err := volumes.Start(p, runDir, logger.Printf)
+	if err != nil {
+		return errors.Join(err, p.Close())
+	}
+	d := &daemon{poolPath: poolPath, runDir: runDir, mgr: mgr, stop: make(chan struct{})}
+	l, err := volumes.Listen(volumes.Socket(runDir), d.handle)
+	if err != nil {
+		return errors.Join(err, mgr.Close(), p.Close())
+	}
+	pidFile := filepath.Join(runDir, "pid")
+	_ = os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
+	logger.Printf("serving %s (run directory %s, pid %d)", poolPath, runDir, os.Getpid())
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sig:
+		logger.Printf("%v: shutting down", s)
+	case <-d.stop:
+		logger.Printf("stop requested: shutting down")
+	}
+	signal.Stop(sig)
+	_ = os.Remove(volumes.Socket(runDir))
+	errs := []error{l.CloseNoWait(), mgr.Close(), p.Close()}
+	_ = os.Remove(pidFile)
+	if err := errors.Join(errs...); err != nil {
+		logger.Printf("shutdown: %v", err)
+		return err
+	}
+	logger.Printf("pool %s committed and released", poolPath)
+	return nil
+}
+
+// handle runs one forwarded invocation against the daemon's pool.
+func (d *daemon) handle(req volumes.Request, in, out, errOut *os.File) int {
+	a := &app{in: in, out: out, err: errOut, daemon: d, cwd: req.Cwd}
+	root := a.rootCmd()
+	root.SetArgs(req.Args)
+	return a.execute(root)
+}
+
+func (a *app) daemonStartCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "start",
+		Short: "Start the daemon in the background",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			abs, err := filepath.Abs(a.poolPath)
+			if err != nil {
+				return err
+			}
+			if pid, ok := daemonPID(abs); ok {
+				a.say("daemon for %s is already running (pid %d)", abs, pid)
+				return nil
+			}
+			if err := a.startDaemon(abs); err != nil {
+				return err
+			}
+			pid, _ := daemonPID(abs)
+			a.say("started daemon for %s (pid %d, run directory %s)", abs, pid, volumes.RunDir(abs))
+			return nil
+		},
+	}
+}
+
+// startDaemon starts 'thinctl daemon run' in the background for the pool and
+// waits until it answers on its socket.
+func (a *app) startDaemon(abs string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("attaching devices needs root: the pool daemon mounts FUSE and attaches loop devices")
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return a.poolErr(err)
+	}
+	runDir := volumes.RunDir(abs)
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logPath := filepath.Join(runDir, "daemon.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	c := exec.Command(self, "--pool", abs, "daemon", "run")
+	c.Stdout, c.Stderr = logf, logf
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("start daemon: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- c.Wait() }()
+	deadline := time.After(20 * time.Second)
+	for {
+		if daemonAnswers(abs) {
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("the daemon exited at start: %s", lastLine(logPath))
+		case <-deadline:
+			return fmt.Errorf("the daemon did not answer within 20s (log: %s)", logPath)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func lastLine(path string) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.TrimPrefix(lines[len(lines)-1], "thinctl: ")
+}
+
+// daemonAnswers reports whether a daemon accepts connections on the pool's
+// socket.
+func daemonAnswers(abs string) bool {
+	c, err := dialTimeout(volumes.Socket(volumes.RunDir(abs)))
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// daemonPID returns the pid of the pool's running daemon.
+func daemonPID(abs string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(volumes.RunDir(abs), "pid"))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || syscall.Kill(pid, 0) != nil || !daemonAnswers(abs) {
+		return 0, false
+	}
+	return pid, true
+}
+
+func (a *app) daemonStopCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "stop",
+		Short: "Stop the daemon: unmount, detach every loop device, commit and release the pool",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			abs, err := filepath.Abs(a.poolPath)
+			if err != nil {
+				return err
+			}
+			pid, ok := daemonPID(abs)
+			if !ok {
+				a.say("no daemon is running for %s", abs)
+				return nil
+			}
+			if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+				return fmt.Errorf("stop daemon (pid %d): %w", pid, err)
+			}
+			for i := 0; i < 600; i++ {
+				if syscall.Kill(pid, 0) != nil {
+					a.say("stopped daemon for %s (pid %d)", abs, pid)
+					return nil
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return fmt.Errorf("daemon (pid %d) did not stop within 30s; see %s", pid, filepath.Join(volumes.RunDir(abs), "daemon.log"))
+		},
+	}
+}
+
+// daemonStatus is the JSON of 'daemon status'.
+type daemonStatus struct {
+	Pool     string `json:"pool"`
+	Running  bool   `json:"running"`
+	PID      int    `json:"pid,omitempty"`
+	RunDir   string `json:"runDir"`
+	Socket   string `json:"socket"`
+	Attached int    `json:"attached"`
+}
+
+func (a *app) daemonStatusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Say whether the daemon runs, and what it has attached",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			abs, err := filepath.Abs(a.poolPath)
+			if err != nil {
+				return err
+			}
+			st := daemonStatus{Pool: abs, RunDir: volumes.RunDir(abs), Socket: volumes.Socket(volumes.RunDir(abs))}
+			st.PID, st.Running = daemonPID(abs)
+			if a.json {
+				return a.printJSON(st)
+			}
+			if !st.Running {
+				fmt.Fprintf(a.out, "daemon for %s is not running\n", abs)
+				return &exitError{code: 3}
+			}
+			fmt.Fprintf(a.out, "daemon for %s is running (pid %d)\nrun directory: %s\n", abs, st.PID, st.RunDir)
+			return nil
+		},
+	}
+}

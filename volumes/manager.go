@@ -1,0 +1,360 @@
+package volumes
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/thinpool/thinpool/blockdev"
+	"github.com/thinpool/thinpool/thinpool"
+)
+
+// DefaultRunBase is where daemons keep their run directories; the
+// THINPOOL_RUNDIR environment variable overrides it.
+const DefaultRunBase = "/run/thinpool"
+
+// RunDir is the run directory of the daemon that owns the pool at path:
+// a directory named after a hash of the pool's absolute path, holding the
+// socket, the FUSE mount and the log.
+func RunDir(poolPath string) string {
+	base := os.Getenv("THINPOOL_RUNDIR")
+	if base == "" {
+		base = DefaultRunBase
+	}
+	abs, err := filepath.Abs(poolPath)
+	if err != nil {
+		abs = poolPath
+	}
+	h := sha256.Sum256([]byte(abs))
+	return filepath.Join(base, hex.EncodeToString(h[:8]))
+}
+
+// Socket is the daemon socket in a run directory.
+func Socket(runDir string) string { return filepath.Join(runDir, "sock") }
+
+func fuseDir(runDir string) string { return filepath.Join(runDir, "fuse") }
+
+var (
+	// ErrBusy is returned when a device is attached or mounted and the
+	// operation needs it not to be.
+	ErrBusy = errors.New("volumes: device is busy")
+	// ErrNotAttached is returned by Detach and Umount for a device that is
+	// not attached or mounted.
+	ErrNotAttached = errors.New("volumes: not attached")
+)
+
+// Attachment is a thin device served as a loop device.
+type Attachment struct {
+	Device   string `json:"device"`
+	ID       uint32 `json:"id"`
+	Loop     string `json:"loop"`
+	File     string `json:"file"` // the FUSE file behind the loop device
+	ReadOnly bool   `json:"readOnly"`
+	// MountDir and FSType are set while the device is mounted by us.
+	MountDir string `json:"mountDir,omitempty"`
+	FSType   string `json:"fsType,omitempty"`
+}
+
+// Manager serves a pool's thin devices as block devices. It owns the FUSE
+// mount in the run directory; attachments live as long as the Manager.
+type Manager struct {
+	pool   *thinpool.Pool
+	runDir string
+	srv    *blockdev.Server
+	logf   func(format string, args ...any)
+
+	mu  sync.Mutex
+	att map[thinpool.DevID]*Attachment
+
+	stop, stopped chan struct{} // the periodic commit
+}
+
+// Start cleans whatever a previous daemon of this run directory left
+// behind (mounts, loop devices, a dead FUSE mount) and serves FUSE there.
+func Start(p *thinpool.Pool, runDir string, logf func(string, ...any)) (*Manager, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := Cleanup(runDir, logf); err != nil {
+		return nil, fmt.Errorf("clean up after the previous daemon: %w", err)
+	}
+	srv, err := blockdev.Serve(fuseDir(runDir), blockdev.Options{Errno: errno, Logf: logf})
+	if err != nil {
+		return nil, fmt.Errorf("serve FUSE at %s: %w", fuseDir(runDir), err)
+	}
+	m := &Manager{pool: p, runDir: runDir, srv: srv, logf: logf, att: map[thinpool.DevID]*Attachment{},
+		stop: make(chan struct{}), stopped: make(chan struct{})}
+	go m.commitLoop()
+	return m, nil
+}
+
+// CommitPeriod is how often the daemon commits metadata changes that no
+// flush has committed yet (discards, snapshots' copies), as dm-thin does
+// every second: freed blocks then return to the pool and the host.
+const CommitPeriod = time.Second
+
+func (m *Manager) commitLoop() {
+	defer close(m.stopped)
+	tick := time.NewTicker(CommitPeriod)
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-tick.C:
+			if m.pool.Dirty() {
+				if err := m.pool.Sync(); err != nil {
+					m.logf("periodic commit: %v", err)
+				}
+			}
+		}
+	}
+}
+
+// errno maps engine errors to what the kernel reports to the filesystem.
+func errno(err error) syscall.Errno {
+	var e syscall.Errno
+	switch {
+	case errors.Is(err, thinpool.ErrNoSpace), errors.Is(err, thinpool.ErrMetadataFull):
+		return syscall.ENOSPC
+	case errors.Is(err, thinpool.ErrReadOnly):
+		return syscall.EROFS
+	case errors.Is(err, thinpool.ErrOutOfRange):
+		return syscall.EINVAL
+	case errors.As(err, &e):
+		return e
+	}
+	return syscall.EIO
+}
+
+// Cleanup unmounts filesystems on, and detaches, loop devices backed by files
+// of runDir's FUSE mount, then unmounts that FUSE mount, aborting its
+// connection if its server is gone.
+func Cleanup(runDir string, logf func(string, ...any)) error {
+	prefix := fuseDir(runDir) + "/"
+	loops, err := blockdev.Loops(prefix)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, l := range loops {
+		for {
+			dir, ok := blockdev.MountedAt(l.Dev)
+			if !ok {
+				break
+			}
+			logf("stale mount of %s at %s: unmounting", l.Dev, dir)
+			if err := blockdev.Unmount(dir); err != nil {
+				errs = append(errs, fmt.Errorf("unmount %s: %w", dir, err))
+				break
+			}
+		}
+		logf("stale loop device %s (%s): detaching", l.Dev, l.BackingFile)
+		if err := blockdev.Detach(l.Dev); err != nil {
+			errs = append(errs, fmt.Errorf("detach %s: %w", l.Dev, err))
+		}
+	}
+	if err := blockdev.Cleanup(fuseDir(runDir)); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Pool is the pool the manager serves.
+func (m *Manager) Pool() *thinpool.Pool { return m.pool }
+
+// thinDev adapts a thin device to blockdev.Device.
+type thinDev struct{ t *thinpool.Thin }
+
+func (d thinDev) ReadAt(b []byte, off int64) (int, error) {
+	n, err := d.t.ReadAt(b, off)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return n, err
+}
+func (d thinDev) WriteAt(b []byte, off int64) (int, error) { return d.t.WriteAt(b, off) }
+func (d thinDev) Size() int64                               { return d.t.Size() }
+func (d thinDev) Sync() error                               { return d.t.Sync() }
+func (d thinDev) WriteZeroes(off, n int64) error            { return d.t.WriteZeroes(off, n) }
+
+// Attach serves the device called name as a loop device. A read-only
+// device attaches read-only only. Attaching an attached device returns the
+// existing attachment if the mode matches.
+func (m *Manager) Attach(name string, readOnly bool) (*Attachment, error) {
+	t, err := m.pool.Device(name)
+	if err != nil {
+		return nil, err
+	}
+	info := t.Info()
+	if info.ReadOnly && !readOnly {
+		readOnly = true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if a, ok := m.att[info.ID]; ok {
+		if a.ReadOnly != readOnly {
+			return nil, fmt.Errorf("%w: device %q is attached %s as %s", ErrBusy, name, mode(a.ReadOnly), a.Loop)
+		}
+		c := *a
+		return &c, nil
+	}
+	file := fmt.Sprintf("dev-%d", info.ID)
+	path, err := m.srv.Add(file, thinDev{t}, readOnly)
+	if err != nil {
+		return nil, err
+	}
+	loop, err := blockdev.Attach(path, blockdev.LoopOptions{ReadOnly: readOnly, DirectIO: true})
+	if err != nil {
+		_ = m.srv.Remove(file)
+		return nil, err
+	}
+	a := &Attachment{Device: name, ID: uint32(info.ID), Loop: loop, File: path, ReadOnly: readOnly}
+	m.att[info.ID] = a
+	m.logf("attached %q as %s (%s)", name, loop, mode(readOnly))
+	c := *a
+	return &c, nil
+}
+
+func mode(ro bool) string {
+	if ro {
+		return "read-only"
+	}
+	return "read-write"
+}
+
+// find returns the attachment for a device name, loop device path or mount
+// directory. Called with mu held.
+func (m *Manager) find(key string) (*Attachment, bool) {
+	for _, a := range m.att {
+		if a.Loop == key || (a.MountDir != "" && a.MountDir == filepath.Clean(key)) {
+			return a, true
+		}
+	}
+	if t, err := m.pool.Device(key); err == nil {
+		a, ok := m.att[t.ID()]
+		return a, ok
+	}
+	return nil, false
+}
+
+// Detach stops serving a device (by name or loop device path). A mounted
+// device must be unmounted first.
+func (m *Manager) Detach(key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.find(key)
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotAttached, key)
+	}
+	if dir, mounted := blockdev.MountedAt(a.Loop); mounted {
+		return fmt.Errorf("%w: device %q is mounted at %s; unmount it first (thinctl device umount %s)", ErrBusy, a.Device, dir, dir)
+	}
+	return m.detachLocked(a)
+}
+
+func (m *Manager) detachLocked(a *Attachment) error {
+	if err := blockdev.Detach(a.Loop); err != nil {
+		return fmt.Errorf("detach %s: %w", a.Loop, err)
+	}
+	// The loop device lets go of the file asynchronously (autoclear).
+	var err error
+	for i := 0; i < 100; i++ {
+		if err = m.srv.Remove(filepath.Base(a.File)); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	delete(m.att, thinpool.DevID(a.ID))
+	m.logf("detached %q from %s", a.Device, a.Loop)
+	return err
+}
+
+// Attachments lists the attached devices, by device name.
+func (m *Manager) Attachments() []Attachment {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Attachment, 0, len(m.att))
+	for id, a := range m.att {
+		c := *a
+		if t, err := m.pool.DeviceByID(id); err == nil {
+			c.Device = t.Info().Name // follows renames
+		}
+		if dir, ok := blockdev.MountedAt(a.Loop); ok {
+			c.MountDir = dir
+		}
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(x, y Attachment) int { return strings.Compare(x.Device, y.Device) })
+	return out
+}
+
+// Busy returns ErrBusy if the device called name is attached.
+func (m *Manager) Busy(name string) error {
+	t, err := m.pool.Device(name)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if a, ok := m.att[t.ID()]; ok {
+		return fmt.Errorf("%w: device %q is attached as %s; detach it first", ErrBusy, name, a.Loop)
+	}
+	return nil
+}
+
+// Close unmounts what the manager mounted, detaches every loop device and
+// stops serving FUSE. The pool stays open.
+func (m *Manager) Close() error {
+	close(m.stop)
+	<-m.stopped
+	m.mu.Lock()
+	var errs []error
+	for _, a := range m.att {
+		if dir, ok := blockdev.MountedAt(a.Loop); ok {
+			if err := blockdev.Unmount(dir); err != nil {
+				errs = append(errs, fmt.Errorf("unmount %s: %w", dir, err))
+				continue
+			}
+		}
+		if err := m.detachLocked(a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	m.mu.Unlock()
+	if err := m.srv.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Resized tells the kernel that an attached device changed size: the FUSE
+// file's attributes and the loop device's capacity follow.
+func (m *Manager) Resized(name string) error {
+	t, err := m.pool.Device(name)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.att[t.ID()]
+	if !ok {
+		return nil
+	}
+	if err := m.srv.Resized(filepath.Base(a.File)); err != nil {
+		return err
+	}
+	return blockdev.SetCapacity(a.Loop)
+}
