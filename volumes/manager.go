@@ -186,9 +186,9 @@ func (d thinDev) ReadAt(b []byte, off int64) (int, error) {
 	return n, err
 }
 func (d thinDev) WriteAt(b []byte, off int64) (int, error) { return d.t.WriteAt(b, off) }
-func (d thinDev) Size() int64                               { return d.t.Size() }
-func (d thinDev) Sync() error                               { return d.t.Sync() }
-func (d thinDev) WriteZeroes(off, n int64) error            { return d.t.WriteZeroes(off, n) }
+func (d thinDev) Size() int64                              { return d.t.Size() }
+func (d thinDev) Sync() error                              { return d.t.Sync() }
+func (d thinDev) WriteZeroes(off, n int64) error           { return d.t.WriteZeroes(off, n) }
 
 // Attach serves the device called name as a loop device. A read-only
 // device attaches read-only only. Attaching an attached device returns the

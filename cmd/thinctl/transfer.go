@@ -309,9 +309,9 @@ func (im *importer) importStream(s *importSource, prog *progress) error {
 type importResult struct {
 	Device       string  `json:"device"`
 	Created      bool    `json:"created"`
-	Size         int64   `json:"size"`    // bytes of the image
-	Read         int64   `json:"read"`    // bytes read (holes of a sparse file are not read)
-	Written      int64   `json:"written"` // bytes of data (not zeros) written
+	Size         int64   `json:"size"`      // bytes of the image
+	Read         int64   `json:"read"`      // bytes read (holes of a sparse file are not read)
+	Written      int64   `json:"written"`   // bytes of data (not zeros) written
 	Unchanged    int64   `json:"unchanged"` // bytes an existing device held already (not written)
 	MappedBlocks uint64  `json:"mappedBlocks"`
 	BlockSize    int64   `json:"blockSize"`
