@@ -120,12 +120,12 @@ func TestFioVerify(t *testing.T) {
 	e.must("device", "create", "raw", "--size", "1G")
 	dev := strings.TrimSpace(e.must("device", "attach", "raw"))
 	for _, rw := range []string{"randwrite", "write"} {
-		mustSh(t, 5*time.Minute, fmt.Sprintf("fio --name=verify-%s --filename=%s --rw=%s --bs=4k --size=256M --direct=1 "+
+		mustSh(t, 5*time.Minute, fmt.Sprintf("cd "+e.dir+" && fio --name=verify-%s --filename=%s --rw=%s --bs=4k --size=256M --direct=1 "+
 			"--ioengine=libaio --iodepth=16 --verify=crc32c --verify_fatal=1 --do_verify=1 --randrepeat=0 --output-format=terse >/dev/null", rw, dev, rw))
 	}
 	// Verify after a snapshot too: the copy-on-write path.
 	e.must("snapshot", "create", "raw", "raw-snap")
-	mustSh(t, 5*time.Minute, fmt.Sprintf("fio --name=verify-cow --filename=%s --rw=randwrite --bs=16k --size=256M --direct=1 "+
+	mustSh(t, 5*time.Minute, fmt.Sprintf("cd "+e.dir+" && fio --name=verify-cow --filename=%s --rw=randwrite --bs=16k --size=256M --direct=1 "+
 		"--ioengine=libaio --iodepth=16 --verify=crc32c --verify_fatal=1 --randrepeat=0 >/dev/null", dev))
 	e.must("device", "detach", "raw")
 	e.must("daemon", "stop")
