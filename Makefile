@@ -8,7 +8,7 @@ RACE      := $(if $(filter 0,$(ENABLE_RACE)),,-race)
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: help build demo docs test test-invariants fmt-check vet fuzz bench check
+.PHONY: help build demo docs test test-root crashtest test-invariants fmt-check vet fuzz bench check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -22,8 +22,15 @@ demo: build  ## the main job end to end: pool, device, import, snapshot, diff, i
 docs: build  ## man pages for every command into docs/man
 	./bin/thinctl docs docs/man
 
-test: fmt-check vet  ## gofmt + vet + go test -race (ENABLE_RACE=0 drops -race); fuzz seeds run as tests
+test: fmt-check vet  ## gofmt + vet + go test -race (ENABLE_RACE=0 drops -race), then the root tests (skip when not root)
 	$(GO) test $(RACE) -count=1 -timeout $(TIMEOUT) $(PKGS)
+	$(GO) test -tags integration -count=1 -timeout 20m ./test/
+
+test-root:  ## only the root integration tests: FUSE, loop devices, filesystems, kill -9
+	$(GO) test -tags integration -count=1 -timeout 20m -v ./test/
+
+crashtest:  ## kill -9 the daemon under load CRASH_ROUNDS times (default 20)
+	THINPOOL_CRASH_ROUNDS=$${CRASH_ROUNDS:-20} $(GO) test -tags integration -count=1 -timeout 60m -run 'Kill9' -v ./test/
 
 test-invariants:  ## go test -tags invariants
 	$(GO) test -tags invariants -count=1 -timeout $(TIMEOUT) $(PKGS)
@@ -32,8 +39,9 @@ fmt-check:  ## gofmt -s -l must print nothing
 	@out=$$(gofmt -s -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt -s would change:"; echo "$$out"; exit 1; fi
 
-vet:  ## go vet
+vet:  ## go vet (with the integration tag too)
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags integration ./test/
 
 fuzz:  ## each Fuzz target for FUZZTIME (default 30s)
 	@for pkg in $$($(GO) list $(PKGS)); do \
