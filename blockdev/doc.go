@@ -36,6 +36,11 @@
 // Done in another order, the kernel answers EBUSY and this package returns
 // an error matching [ErrBusy]; nothing waits for ever.
 //
+// A loop device passes a flush (REQ_PREFLUSH, from fsync or a journal
+// commit) on as fsync, which calls Device.Sync, but detaching does not
+// flush: writes that were never fsynced reached the Device with WriteAt
+// and are durable only after the caller's next Device.Sync.
+//
 // # Failure
 //
 // If the serving process dies, or the FUSE connection is aborted

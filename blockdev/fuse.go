@@ -153,7 +153,11 @@ func Serve(dir string, opts Options) (*Server, error) {
 	}
 	fsrv, err := fs.Mount(abs, s.root, fopts)
 	if err != nil {
-		return nil, fmt.Errorf("blockdev: serve %q: mount: %w", abs, err)
+		err = fmt.Errorf("blockdev: serve %q: mount: %w", abs, err)
+		if isMountPoint(abs) { // mounted, but the first requests failed
+			err = errors.Join(err, unix.Unmount(abs, unix.MNT_DETACH))
+		}
+		return nil, err
 	}
 	s.fsrv = fsrv
 	go func() {
@@ -244,14 +248,17 @@ func (s *Server) Remove(name string) error {
 		return err
 	}
 	s.mu.Lock()
-	delete(s.files, name)
-	s.mu.Unlock()
-	ch := s.root.GetChild(name)
-	s.root.RmChild(name)
-	if ch != nil {
-		s.root.NotifyDelete(name, ch)
-		ch.ForgetPersistent()
+	if s.files[name] != f { // a concurrent Remove won
+		s.mu.Unlock()
+		return fmt.Errorf("remove %q: %w", name, ErrNotFound)
 	}
+	delete(s.files, name)
+	s.root.RmChild(name)
+	s.mu.Unlock()
+	// These write to /dev/fuse, so they run without s.mu held. The kernel
+	// drops its dentry; go-fuse forgets the inode once the kernel has.
+	s.root.NotifyDelete(name, &f.Inode)
+	f.ForgetPersistent()
 	return nil
 }
 

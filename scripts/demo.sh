@@ -10,7 +10,10 @@ DIR=${DEMO_DIR:-$(mktemp -d /tmp/thinpool-demo.XXXXXX)}
 mkdir -p "$DIR"
 export THINPOOL=$DIR/pool.img
 rm -f "$THINPOOL"
-cleanup() { [ -n "$KEEP" ] && echo "Left the pool and images in $DIR" || rm -rf "$DIR"; }
+cleanup() {
+  "$BIN" daemon stop >/dev/null 2>&1 || true
+  [ -n "$KEEP" ] && echo "Left the pool and images in $DIR" || rm -rf "$DIR"
+}
 trap cleanup EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -84,6 +87,36 @@ if need thin_restore && need thin_check; then
   need thin_ls && thin_ls -o DEV,MAPPED_BLOCKS,EXCLUSIVE_BLOCKS,SHARED_BLOCKS "$DIR/meta.bin"
 else
   echo "(install thin-provisioning-tools to check the dump with thin_restore/thin_check)"
+fi
+
+if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ] && [ -e /dev/loop-control ]; then
+  step "11. Block devices: a 100 GiB device formatted and mounted (the pool daemon starts by itself)"
+  run device create web --size 100G
+  run device mount web "$DIR/mnt/web" --mkfs ext4
+  echo "<h1>version 1</h1>" > "$DIR/mnt/web/index.html"
+  sync
+
+  step "12. A writable snapshot of the mounted device (filesystem frozen while it is taken), mounted beside it"
+  run snapshot create web web-snap --freeze "$DIR/mnt/web"
+  run device mount web-snap "$DIR/mnt/snap"
+  echo "<h1>version 2</h1>" > "$DIR/mnt/snap/index.html"
+  echo "only in the snapshot" > "$DIR/mnt/snap/new.txt"
+  sync
+  echo "web/index.html:      $(cat "$DIR/mnt/web/index.html")"
+  echo "web-snap/index.html: $(cat "$DIR/mnt/snap/index.html")"
+  echo "web:      $(ls "$DIR/mnt/web" | tr '\n' ' ')"
+  echo "web-snap: $(ls "$DIR/mnt/snap" | tr '\n' ' ')"
+  run device ls
+  run daemon status
+
+  step "13. Unmount, detach, stop the daemon; the pool checks clean"
+  run device umount "$DIR/mnt/snap"
+  run device umount web
+  run daemon stop
+  run pool check
+else
+  echo
+  echo "(run 'sudo make demo' to also attach, format and mount devices: that part needs root, FUSE and loop devices)"
 fi
 
 step "Done"
