@@ -20,8 +20,8 @@ const (
 	MaxNameLen       = 255
 	MaxLabels        = 256
 	MaxLabelKeyLen   = 255
-	MaxLabelValueLen = 16 << 10
-	maxLabelBytes    = 64 << 10
+	MaxLabelValueLen = 60 << 10 // fits the u16 length of the encoding
+	maxLabelBytes    = 128 << 10
 )
 
 // Device flags. Part of the on-disk format; see FORMAT.md "Device record".
