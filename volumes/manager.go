@@ -76,6 +76,9 @@ type Manager struct {
 	att map[thinpool.DevID]*Attachment
 
 	stop, stopped chan struct{} // the periodic commit
+
+	// mounted are the containers mounted now, by device name.
+	mounted map[string]*mountedContainer
 }
 
 // Start cleans whatever a previous daemon of this run directory left
@@ -95,7 +98,10 @@ func Start(p *thinpool.Pool, runDir string, logf func(string, ...any)) (*Manager
 		return nil, fmt.Errorf("serve FUSE at %s: %w", fuseDir(runDir), err)
 	}
 	m := &Manager{pool: p, runDir: runDir, srv: srv, logf: logf, att: map[thinpool.DevID]*Attachment{},
-		stop: make(chan struct{}), stopped: make(chan struct{})}
+		stop: make(chan struct{}), stopped: make(chan struct{}), mounted: map[string]*mountedContainer{}}
+	if err := m.rollback(); err != nil {
+		logf("roll back half-done steps: %v", err)
+	}
 	go m.commitLoop()
 	return m, nil
 }

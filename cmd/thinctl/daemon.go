@@ -45,7 +45,14 @@ func localOnly(cmd *cobra.Command) bool {
 // needsDaemon are the commands that need a live device: they start the
 // daemon when none runs.
 func needsDaemon(cmd *cobra.Command) bool {
-	if cmd.Parent() == nil || cmd.Parent().Name() != "device" {
+	if cmd.Parent() == nil {
+		return false
+	}
+	switch cmd.Parent().Name() {
+	case "image", "container", "volume":
+		return true
+	case "device":
+	default:
 		return false
 	}
 	switch cmd.Name() {

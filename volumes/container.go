@@ -1,0 +1,460 @@
+package volumes
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/thinpool/thinpool/blockdev"
+	"github.com/thinpool/thinpool/thinpool"
+)
+
+// MountSpec is a volume or bind mount of a container, as Docker's -v and
+// --mount give them.
+type MountSpec struct {
+	Type     string `json:"type"`   // "volume" or "bind"
+	Source   string `json:"source"` // volume name or absolute host directory
+	Target   string `json:"target"` // absolute path inside the container
+	ReadOnly bool   `json:"readOnly,omitempty"`
+	// AutoCreate is set for -v NAME:/path: the volume is created if missing.
+	AutoCreate bool `json:"autoCreate,omitempty"`
+}
+
+// ParseVolumeFlag parses -v SRC:/path[:ro|rw]: SRC is a volume name, or an
+// absolute host path for a bind mount.
+func ParseVolumeFlag(s string) (MountSpec, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return MountSpec{}, fmt.Errorf("%w: -v %q: want SOURCE:/path[:ro]", thinpool.ErrInvalid, s)
+	}
+	m := MountSpec{Type: "volume", Source: parts[0], Target: parts[1], AutoCreate: true}
+	if strings.HasPrefix(m.Source, "/") {
+		m.Type, m.AutoCreate = "bind", false
+	}
+	if len(parts) == 3 {
+		switch parts[2] {
+		case "ro":
+			m.ReadOnly = true
+		case "rw":
+		default:
+			return MountSpec{}, fmt.Errorf("%w: -v %q: mode %q is not ro or rw", thinpool.ErrInvalid, s, parts[2])
+		}
+	}
+	return m, nil
+}
+
+// ParseMountFlag parses --mount type=volume|bind,source=S,target=/p[,readonly].
+func ParseMountFlag(s string) (MountSpec, error) {
+	var m MountSpec
+	for _, kv := range strings.Split(s, ",") {
+		k, v, hasValue := strings.Cut(kv, "=")
+		switch k {
+		case "type":
+			m.Type = v
+		case "source", "src":
+			m.Source = v
+		case "target", "destination", "dst":
+			m.Target = v
+		case "readonly", "ro":
+			m.ReadOnly = !hasValue || v == "true" || v == "1"
+		default:
+			return MountSpec{}, fmt.Errorf("%w: --mount %q: unknown key %q", thinpool.ErrInvalid, s, k)
+		}
+	}
+	if m.Type != "volume" && m.Type != "bind" {
+		return MountSpec{}, fmt.Errorf("%w: --mount %q: type must be volume or bind", thinpool.ErrInvalid, s)
+	}
+	return m, nil
+}
+
+// validate checks a spec, and for a volume mount that it exists (or will be
+// created).
+func (m *Manager) validateMount(s *MountSpec) error {
+	if s.Source == "" || s.Target == "" {
+		return fmt.Errorf("%w: mount needs a source and a target", thinpool.ErrInvalid)
+	}
+	if !path.IsAbs(s.Target) || path.Clean(s.Target) == "/" {
+		return fmt.Errorf("%w: mount target %q must be an absolute path other than /", thinpool.ErrInvalid, s.Target)
+	}
+	s.Target = path.Clean(s.Target)
+	switch s.Type {
+	case "bind":
+		if !filepath.IsAbs(s.Source) {
+			return fmt.Errorf("%w: bind source %q must be an absolute host path", thinpool.ErrInvalid, s.Source)
+		}
+		fi, err := os.Stat(s.Source)
+		if err != nil {
+			return fmt.Errorf("%w: bind source %s: %v", thinpool.ErrInvalid, s.Source, err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%w: bind source %s is not a directory", thinpool.ErrInvalid, s.Source)
+		}
+	case "volume":
+		if err := validObjectName("volume", s.Source); err != nil {
+			return err
+		}
+		if _, err := lookup(m.pool, volumePrefix+s.Source, roleVolume, "volume", s.Source); err != nil {
+			if !s.AutoCreate || !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ContainerOptions are the choices of CreateContainer.
+type ContainerOptions struct {
+	Image  string
+	Size   int64 // bytes; 0 keeps the image's size
+	Mounts []MountSpec
+}
+
+// Container is what 'container inspect' shows.
+type Container struct {
+	Name      string      `json:"name"`
+	Image     string      `json:"image"`
+	Device    string      `json:"device"`
+	Size      int64       `json:"size"`
+	UsedBytes int64       `json:"usedBytes"` // blocks the container changed (its copy-on-write layer)
+	Mounts    []MountSpec `json:"mounts"`
+	Created   time.Time   `json:"created"`
+	MountedAt string      `json:"mountedAt,omitempty"`
+}
+
+func containerMounts(r record) []MountSpec {
+	var specs []MountSpec
+	_ = json.Unmarshal([]byte(r.labels[labelMounts]), &specs)
+	return specs
+}
+
+// CreateContainer makes a writable snapshot of the image's top layer: it
+// costs no data, and its first write to a block copies that block.
+func (m *Manager) CreateContainer(name string, o ContainerOptions) (*Container, error) {
+	if err := validObjectName("container", name); err != nil {
+		return nil, err
+	}
+	img, err := m.image(o.Image)
+	if err != nil {
+		return nil, err
+	}
+	for i := range o.Mounts {
+		if err := m.validateMount(&o.Mounts[i]); err != nil {
+			return nil, err
+		}
+		for j := 0; j < i; j++ {
+			if o.Mounts[j].Target == o.Mounts[i].Target {
+				return nil, fmt.Errorf("%w: two mounts at %s", thinpool.ErrInvalid, o.Mounts[i].Target)
+			}
+		}
+	}
+	if o.Size != 0 && o.Size < img.info.Size {
+		return nil, fmt.Errorf("%w: --size %d is smaller than the image (%d bytes)", thinpool.ErrInvalid, o.Size, img.info.Size)
+	}
+	dev := containerPrefix + name
+	if _, err := m.pool.Device(dev); err == nil {
+		return nil, fmt.Errorf("%w: container %q", ErrExists, name)
+	}
+	// Volumes named by -v are created first, as Docker does.
+	for _, s := range o.Mounts {
+		if s.Type == "volume" && s.AutoCreate {
+			if _, err := lookup(m.pool, volumePrefix+s.Source, roleVolume, "volume", s.Source); errors.Is(err, ErrNotFound) {
+				if _, err := m.CreateVolume(s.Source, VolumeOptions{}); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if _, err := m.pool.Snapshot(img.name(), dev, false); err != nil {
+		if errors.Is(err, thinpool.ErrExists) {
+			return nil, fmt.Errorf("%w: container %q", ErrExists, name)
+		}
+		return nil, err
+	}
+	labels := map[string]string{labelRole: roleContainer, labelState: stateCreating, labelCreated: now(),
+		labelImage: img.labels[labelRef], labelMounts: jsonLabel(o.Mounts)}
+	if o.Size > img.info.Size {
+		labels[labelSizeRq] = fmt.Sprint(o.Size)
+		if err := m.grow(dev, img.labels[labelFS], o.Size); err != nil {
+			return nil, errors.Join(err, m.pool.Delete(dev))
+		}
+	}
+	labels[labelState] = stateReady
+	if err := m.pool.SetLabels(dev, labels); err != nil {
+		return nil, errors.Join(err, m.pool.Delete(dev))
+	}
+	return m.InspectContainer(name)
+}
+
+// grow resizes a device holding a filesystem, and the filesystem.
+func (m *Manager) grow(dev, fs string, size int64) error {
+	if err := m.pool.Resize(dev, size); err != nil {
+		return err
+	}
+	a, err := m.Attach(dev, false)
+	if err != nil {
+		return err
+	}
+	defer m.Detach(a.Loop)
+	if fs == "xfs" {
+		dir, err := os.MkdirTemp(m.runDir, "grow")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(dir)
+		if err := blockdev.Mount(a.Loop, dir, "xfs", false, "nouuid"); err != nil {
+			return err
+		}
+		out, err := exec.Command("xfs_growfs", dir).CombinedOutput()
+		return errors.Join(wrapOut("xfs_growfs", out, err), blockdev.Unmount(dir))
+	}
+	if out, err := exec.Command("e2fsck", "-f", "-p", a.Loop).CombinedOutput(); err != nil {
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
+			return wrapOut("e2fsck", out, err)
+		}
+	}
+	out, err := exec.Command("resize2fs", a.Loop).CombinedOutput()
+	return wrapOut("resize2fs", out, err)
+}
+
+func wrapOut(what string, out []byte, err error) error {
+	if err == nil {
+		return nil
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return fmt.Errorf("%s: %v: %s", what, err, lines[len(lines)-1])
+}
+
+func (m *Manager) container(name string) (record, error) {
+	return lookup(m.pool, containerPrefix+name, roleContainer, "container", name)
+}
+
+func (m *Manager) containerView(r record) *Container {
+	c := &Container{Name: strings.TrimPrefix(r.name(), containerPrefix), Image: r.labels[labelImage], Device: r.name(),
+		Size: r.info.Size, Mounts: containerMounts(r), Created: r.created()}
+	if c.Mounts == nil {
+		c.Mounts = []MountSpec{}
+	}
+	if t, err := m.pool.Device(r.name()); err == nil {
+		if u, err := t.Usage(); err == nil {
+			c.UsedBytes = int64(u.Exclusive) * m.pool.BlockSize()
+		}
+	}
+	m.mu.Lock()
+	if mt, ok := m.mounted[r.name()]; ok {
+		c.MountedAt = mt.root
+	}
+	m.mu.Unlock()
+	return c
+}
+
+// InspectContainer describes one container.
+func (m *Manager) InspectContainer(name string) (*Container, error) {
+	r, err := m.container(name)
+	if err != nil {
+		return nil, err
+	}
+	return m.containerView(r), nil
+}
+
+// ListContainers lists the ready containers.
+func (m *Manager) ListContainers() []*Container {
+	var out []*Container
+	for _, r := range records(m.pool, roleContainer) {
+		if r.ready() {
+			out = append(out, m.containerView(r))
+		}
+	}
+	return out
+}
+
+// mountedContainer is a container's root filesystem and the mounts on it.
+type mountedContainer struct {
+	root    string
+	targets []string // mounted inside root, in mount order
+	volumes []string
+}
+
+// MountContainer mounts a container's root filesystem at dir and, under it,
+// its volumes and bind mounts.
+func (m *Manager) MountContainer(name, dir string) (*Container, error) {
+	r, err := m.container(name)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	if mt, ok := m.mounted[r.name()]; ok {
+		m.mu.Unlock()
+		return nil, fmt.Errorf("%w: container %q is mounted at %s", ErrInUse, name, mt.root)
+	}
+	m.mu.Unlock()
+	dir = filepath.Clean(dir)
+	if _, err := m.Mount(r.name(), dir, MountOptions{}); err != nil {
+		return nil, err
+	}
+	mt := &mountedContainer{root: dir}
+	undo := func(err error) (*Container, error) {
+		return nil, errors.Join(err, m.unmountContainer(r.name(), mt))
+	}
+	specs := containerMounts(r)
+	sort.SliceStable(specs, func(i, j int) bool { return strings.Count(specs[i].Target, "/") < strings.Count(specs[j].Target, "/") })
+	for _, s := range specs {
+		src := s.Source
+		if s.Type == "volume" {
+			if src, err = m.mountVolume(s.Source); err != nil {
+				return undo(err)
+			}
+			mt.volumes = append(mt.volumes, s.Source)
+		}
+		target, err := bindInRoot(dir, s.Target, src, s.ReadOnly)
+		if err != nil {
+			return undo(fmt.Errorf("mount %s at %s: %w", s.Source, s.Target, err))
+		}
+		mt.targets = append(mt.targets, target)
+	}
+	m.mu.Lock()
+	m.mounted[r.name()] = mt
+	m.mu.Unlock()
+	return m.containerView(r), nil
+}
+
+// bindInRoot creates target inside root without following symlinks out of
+// it (openat2 RESOLVE_IN_ROOT) and bind-mounts src there. It returns the
+// path mounted on.
+func bindInRoot(root, target, src string, readOnly bool) (string, error) {
+	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(rootFd)
+	rel := strings.TrimPrefix(path.Clean(target), "/")
+	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
+	// Create each missing component, resolving within root.
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		sub := strings.Join(parts[:i+1], "/")
+		fd, err := unix.Openat2(rootFd, sub, how)
+		if err == nil {
+			unix.Close(fd)
+			continue
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return "", err
+		}
+		parent := strings.Join(parts[:i], "/")
+		if parent == "" {
+			parent = "."
+		}
+		pfd, err := unix.Openat2(rootFd, parent, how)
+		if err != nil {
+			return "", err
+		}
+		err = unix.Mkdirat(pfd, parts[i], 0o755)
+		unix.Close(pfd)
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			return "", err
+		}
+	}
+	fd, err := unix.Openat2(rootFd, rel, how)
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	// Mount on the opened directory itself, so no path can be swapped in.
+	onto := fmt.Sprintf("/proc/self/fd/%d", fd)
+	if err := unix.Mount(src, onto, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return "", err
+	}
+	// Where it ended up, for unmounting.
+	mounted, err := os.Readlink(onto)
+	if err != nil {
+		mounted = filepath.Join(root, rel)
+	}
+	if readOnly {
+		if err := unix.Mount("", mounted, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, ""); err != nil {
+			_ = unix.Unmount(mounted, unix.MNT_DETACH)
+			return "", err
+		}
+	}
+	return mounted, nil
+}
+
+// UnmountContainer unmounts a container's mounts and root filesystem, and
+// the volumes no other mounted container uses.
+func (m *Manager) UnmountContainer(name string) error {
+	r, err := m.container(name)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	mt, ok := m.mounted[r.name()]
+	m.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: container %q is not mounted", ErrNotAttached, name)
+	}
+	return m.unmountContainer(r.name(), mt)
+}
+
+func (m *Manager) unmountContainer(dev string, mt *mountedContainer) error {
+	var errs []error
+	for i := len(mt.targets) - 1; i >= 0; i-- {
+		if err := unix.Unmount(mt.targets[i], 0); err != nil {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mt.targets[i], err))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if err := m.Umount(dev); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	delete(m.mounted, dev)
+	inUse := map[string]bool{}
+	for _, other := range m.mounted {
+		for _, v := range other.volumes {
+			inUse[v] = true
+		}
+	}
+	m.mu.Unlock()
+	for _, v := range mt.volumes {
+		if !inUse[v] {
+			if err := m.Umount(m.volumeMountpoint(v)); err != nil && !errors.Is(err, ErrNotAttached) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveContainer deletes a container's writable layer; its volumes stay.
+// A mounted container is refused unless force, which unmounts it first.
+func (m *Manager) RemoveContainer(name string, force bool) error {
+	r, err := m.container(name)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	mt, mounted := m.mounted[r.name()]
+	m.mu.Unlock()
+	if mounted {
+		if !force {
+			return fmt.Errorf("%w: container %q is mounted at %s; unmount it or use -f", ErrInUse, name, mt.root)
+		}
+		if err := m.unmountContainer(r.name(), mt); err != nil {
+			return err
+		}
+	}
+	if err := m.Busy(r.name()); err != nil {
+		return err
+	}
+	return m.pool.Delete(r.name())
+}
