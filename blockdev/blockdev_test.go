@@ -183,6 +183,36 @@ func TestFilesystem(t *testing.T) {
 	}
 }
 
+// TestDetachWhileMounted: Detach of a mounted loop device cannot unbind it
+// yet; it reports ErrBusy, and the device unbinds by itself at unmount.
+func TestDetachWhileMounted(t *testing.T) {
+	requireTool(t, "mkfs.ext4")
+	s := mustServe(t, Options{})
+	_, path := mustAdd(t, s, "m", 64<<20, false)
+	dev := mustAttach(t, s, path, LoopOptions{DirectIO: true})
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	step(t, "mkfs", func() error { return Mkfs(dev, "ext4") })
+	step(t, "mount", func() error { return Mount(dev, mnt, "ext4", false, "") })
+
+	var err error
+	step(t, "detach", func() error { err = Detach(dev); return nil })
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("Detach of a mounted loop device = %v, want ErrBusy", err)
+	}
+	if l, _ := Loops(path); len(l) != 1 || !l[0].AutoClear {
+		t.Fatalf("after Detach: Loops = %+v, want one with AutoClear", l)
+	}
+	if err := s.Remove("m"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Remove while mounted = %v, want ErrBusy", err)
+	}
+	step(t, "write", func() error { return writeFileSync(filepath.Join(mnt, "f"), pattern(1, 4096)) })
+	step(t, "unmount", func() error { return Unmount(mnt) })
+	if l, _ := Loops(path); len(l) != 0 {
+		t.Fatalf("after unmount: Loops = %+v, want none", l)
+	}
+	step(t, "remove", func() error { return s.Remove("m") })
+}
+
 // writeFileSync writes a file and fsyncs it.
 func writeFileSync(name string, data []byte) error {
 	f, err := os.Create(name)
@@ -477,6 +507,49 @@ func TestAbort(t *testing.T) {
 				t.Error("FUSE mount still there")
 			}
 		})
+	}
+}
+
+// TestAbortUnblocks shows the way out of a stuck server: I/O that waits on
+// it fails as soon as the connection is aborted.
+func TestAbortUnblocks(t *testing.T) {
+	s := mustServe(t, Options{CloseTimeout: time.Second})
+	d, path := mustAdd(t, s, "stuck", 16<<20, false)
+	dev := mustAttach(t, s, path, LoopOptions{DirectIO: true})
+	gate := make(chan struct{})
+	d.gate.Store(&gate)
+	t.Cleanup(func() { close(gate) })
+
+	res := make(chan error, 1)
+	go func() { res <- readDev(dev) }()
+	select {
+	case err := <-res:
+		t.Fatalf("read returned while the device was stuck: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	start := time.Now()
+	must(t, s.Abort())
+	select {
+	case err := <-res:
+		if errnoOf(err) != syscall.EIO {
+			t.Errorf("stuck read after abort: %v, want EIO", err)
+		}
+		t.Logf("stuck read failed %v after abort: %v", time.Since(start), err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("stuck read still blocked 5s after abort")
+	}
+	step(t, "detach", func() error { return Detach(dev) })
+	// The read is still running in the Device: Close gives up after
+	// CloseTimeout instead of waiting for it.
+	var err error
+	start = time.Now()
+	step(t, "close", func() error { err = s.Close(); return nil })
+	if !errors.Is(err, ErrAborted) {
+		t.Errorf("Close with a request stuck in the Device = %v, want ErrAborted", err)
+	}
+	t.Logf("Close after %v: %v", time.Since(start), err)
+	if isMountPoint(s.Dir()) {
+		t.Error("FUSE mount still there")
 	}
 }
 

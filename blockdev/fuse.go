@@ -339,7 +339,12 @@ func (s *Server) Close() error {
 	case <-s.done:
 		return nil
 	case <-time.After(s.opts.CloseTimeout):
-		return s.forceClose()
+		// Unmounted, but requests are still running in the Device.
+		// Abort so the kernel stops waiting for them; the goroutines
+		// end when the Device returns.
+		err := s.Abort()
+		return errors.Join(fmt.Errorf("close %s: requests still in the Device after %v: %w",
+			s.dir, s.opts.CloseTimeout, ErrAborted), err)
 	}
 }
 
@@ -380,8 +385,10 @@ const fusectlDir = "/sys/fs/fuse/connections"
 
 // Abort aborts the FUSE connection, as if the serving process had died:
 // every pending and future request on the files fails (EIO, ENOTCONN), and
-// the serving goroutines exit. The mount stays until Close or Cleanup. It
-// mounts fusectl on /sys/fs/fuse/connections if it is not mounted.
+// the serving goroutines exit once their Device calls return. The mount
+// stays until Close or Cleanup. It mounts fusectl on
+// /sys/fs/fuse/connections if it is not mounted. Aborting a connection that
+// is gone succeeds.
 func (s *Server) Abort() error {
 	return abortConn(s.conn)
 }
@@ -394,6 +401,9 @@ func abortConn(conn uint64) error {
 		_ = unix.Mount("fusectl", fusectlDir, "fusectl", 0, "")
 	}
 	if err := os.WriteFile(p, []byte("1"), 0); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // the connection is gone already
+		}
 		return fmt.Errorf("blockdev: abort FUSE connection %d: %w", conn, err)
 	}
 	return nil

@@ -33,6 +33,8 @@ type memDevice struct {
 	zeroed                atomic.Int64 // bytes passed to WriteZeroes
 	mapped                atomic.Int64 // chunks allocated
 	fail                  atomic.Pointer[error]
+	// gate, if set, makes ReadAt wait until it is closed: a stuck server.
+	gate atomic.Pointer[chan struct{}]
 }
 
 var _ Device = (*memDevice)(nil)
@@ -87,6 +89,9 @@ func (d *memDevice) each(off, n int64, fn func(c **[chunkSize]byte, lo, hi int64
 }
 
 func (d *memDevice) ReadAt(p []byte, off int64) (int, error) {
+	if g := d.gate.Load(); g != nil {
+		<-*g
+	}
 	if err := d.failure(); err != nil {
 		return 0, err
 	}
@@ -220,11 +225,20 @@ func must(t testing.TB, err error) {
 }
 
 // testLogf sends Server logs to the test log while the test runs.
+// Goroutines left stuck in a Device may log after the test ended, which
+// t.Logf does not allow; those lines are dropped.
 func testLogf(t testing.TB) func(string, ...any) {
-	var done atomic.Bool
-	t.Cleanup(func() { done.Store(true) })
+	var mu sync.Mutex
+	done := false
+	t.Cleanup(func() {
+		mu.Lock()
+		done = true
+		mu.Unlock()
+	})
 	return func(format string, args ...any) {
-		if !done.Load() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
 			t.Logf(format, args...)
 		}
 	}

@@ -235,4 +235,3 @@ func (m *Manager) mountVolume(name string) (string, error) {
 	}
 	return dir, nil
 }
-
