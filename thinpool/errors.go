@@ -29,7 +29,8 @@ var (
 	// ErrClosed is returned by every call on a closed pool.
 	ErrClosed = errors.New("thinpool: pool is closed")
 	// ErrFailed is returned after a metadata write failed: the pool refuses
-	// changes until it is closed and opened again (journal recovery).
+	// all I/O and changes until it is closed and opened again (journal
+	// recovery), since its memory may be ahead of its disk.
 	ErrFailed = errors.New("thinpool: pool failed, reopen it")
 	// ErrCorrupt is returned (wrapped in a *CorruptionError) when on-disk
 	// data fails validation.
