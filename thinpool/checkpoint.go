@@ -168,7 +168,7 @@ func decodeDevice(d *decoder, s *state) (*device, error) {
 		case i > 0 && m.V == last.End() && m.P == last.PEnd():
 			return nil, formatError("mappings not merged")
 		}
-		dev.m.Insert(m, nil)
+		dev.m.AppendSorted(m) // order and merging checked above
 		last = m
 	}
 	return dev, nil

@@ -291,6 +291,14 @@ func (s *state) mutableDevice(id DevID) (*device, error) {
 // each block that was mapped. It checks first that every mapped block has a
 // reference to drop, so on error nothing has changed.
 func (s *state) remap(d *device, v extent.VBlock, n uint64, ins *extent.Mapping, freed func(extent.Run)) error {
+	if ins != nil {
+		before := d.m.Len()
+		if d.m.InsertIfHole(*ins) { // nothing mapped before: no references to drop
+			s.refs.Inc(ins.P, ins.Len)
+			s.mapEntries += d.m.Len() - before
+			return nil
+		}
+	}
 	var old []extent.Segment
 	bad := false
 	d.m.Lookup(v, n, func(seg extent.Segment) bool {

@@ -158,6 +158,7 @@ func (t *Thin) WriteAt(b []byte, off int64) (int, error) {
 		return 0, err
 	}
 	err = t.write(b, off, pieces)
+	p.dataDirty.Store(true)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c != nil {
