@@ -47,9 +47,11 @@ type Options struct {
 	// Logf receives one line for the first I/O error of each kind (device,
 	// operation, errno), and go-fuse's own diagnostics. Nil discards them.
 	Logf func(format string, args ...any)
-	// BlockSize is the st_blksize of the files and the f_bsize of the
-	// filesystem; a loop device uses the latter as its discard granularity.
-	// Zero means 4096.
+	// BlockSize is the st_blksize of the files (the preferred I/O size that
+	// cp and friends use) and the f_bsize of the filesystem. It does not
+	// change a loop device's limits: on Linux 6.18 a loop device over a
+	// served file reports 512-byte discard granularity either way; set
+	// LoopOptions.BlockSize for its logical block size. Zero means 4096.
 	BlockSize uint32
 	// CloseTimeout bounds how long Close waits for the unmount and for the
 	// serving goroutines before it aborts the connection. Zero means 10s.
@@ -455,9 +457,9 @@ func (r *rootNode) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.Attr
 	return 0
 }
 
-// Statfs reports the served devices' total size as used space. Loop devices
-// take f_bsize as their discard granularity, and need statfs to succeed to
-// offer discard at all.
+// Statfs reports the served devices' total size as used space. The loop
+// driver calls statfs on its backing file when it sets up discard (older
+// kernels took f_bsize as the discard granularity), so it must succeed.
 func (r *rootNode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	bs := uint64(r.srv.opts.BlockSize)
 	r.srv.mu.Lock()

@@ -49,7 +49,8 @@ type Loop struct {
 	// AutoClear is set once Detach ran while the device was still open: the
 	// device unbinds on its last close.
 	AutoClear bool
-	Size      int64 // bytes
+	Size      int64  // bytes
+	BlockSize uint32 // logical block size in bytes
 }
 
 // Attach binds a free loop device to path and returns its name
@@ -248,6 +249,9 @@ func Loops(backingPrefix string) ([]Loop, error) {
 		}
 		if sectors, err := strconv.ParseInt(readSysfs(dir, "size"), 10, 64); err == nil {
 			l.Size = sectors * 512
+		}
+		if bs, err := strconv.ParseUint(readSysfs(dir, "queue/logical_block_size"), 10, 32); err == nil {
+			l.BlockSize = uint32(bs)
 		}
 		loops = append(loops, l)
 	}

@@ -285,7 +285,8 @@ func (m *Manager) detachLocked(a *Attachment) error {
 	}
 	delete(m.att, thinpool.DevID(a.ID))
 	m.logf("detached %q from %s", a.Device, a.Loop)
-	return err
+	// Writes the kernel never flushed become durable now (blockdev/doc.go).
+	return errors.Join(err, m.pool.Sync())
 }
 
 // Attachments lists the attached devices, by device name.
