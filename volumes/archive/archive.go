@@ -48,7 +48,8 @@ func (f Format) String() string {
 }
 
 // Archive is an opened image archive. Close it to remove its temporary
-// files; Layer.Open fails after that.
+// files; Layer.Open fails after that if the input was spooled from stdin,
+// decompressed or extracted.
 type Archive struct {
 	Path   string  // as passed to Open
 	Format Format  // what Open found
@@ -117,14 +118,17 @@ func ChainIDs(diffIDs []string) []string {
 }
 
 // Open reads the image archive at path: a docker save tarball, an OCI
-// layout directory, an OCI layout tar, or a plain rootfs tar, each perhaps
+// layout directory, an OCI layout tar, or a plain rootfs tar; a file may be
 // gzip or zstd compressed. The format comes from the content. Path "-"
 // reads stdin to a temporary file first. Errors are *Error values naming
 // path.
 func Open(path string, stdin io.Reader) (*Archive, error) {
 	a := &Archive{Path: path}
 	if err := a.open(stdin); err != nil {
-		return nil, &Error{Path: path, Err: errors.Join(err, a.Close())}
+		if cerr := a.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return nil, &Error{Path: path, Err: err}
 	}
 	return a, nil
 }
@@ -176,7 +180,7 @@ func (a *Archive) open(stdin io.Reader) error {
 	case m != nil:
 		a.Format = FormatDockerSave
 		return a.openDockerSave(file, ix, m)
-	case ix.isLayout():
+	case ix.layout:
 		a.Format = FormatOCILayout
 		dir, err := a.extractLayout(file)
 		if err != nil {

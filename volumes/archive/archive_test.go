@@ -1,13 +1,19 @@
 package archive
 
 import (
+	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/compression"
@@ -16,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -99,6 +106,89 @@ func ociDirFixture(t testing.TB) fixture {
 	return fixture{dir, FormatOCILayout, []wantImage{{"example.com/app:1", "linux/amd64", layers}}, false}
 }
 
+// docker25Fixture is laid out as Docker 25+ saves: an OCI layout of
+// uncompressed blobs plus a manifest.json that points into blobs/.
+func docker25Fixture(t testing.TB) fixture {
+	base, mid, top := testLayers(t)
+	img := buildTestImage(t, true, "amd64", nil,
+		static.NewLayer(base, types.OCIUncompressedLayer),
+		static.NewLayer(mid, types.OCIUncompressedLayer),
+		static.NewLayer(top, types.OCIUncompressedLayer))
+	dir := filepath.Join(t.TempDir(), "layout")
+	lp, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(img, layout.WithAnnotations(map[string]string{annotRefName: "25"})); err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := tarball.Descriptor{Config: "blobs/sha256/" + m.Config.Digest.Hex, RepoTags: []string{"example.com/app:25"}}
+	for _, l := range m.Layers {
+		d.Layers = append(d.Layers, "blobs/sha256/"+l.Digest.Hex)
+	}
+	b, err := json.Marshal(tarball.Manifest{d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "manifest.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return fixture{writeFile(t, "docker25.tar", tarDir(t, dir)), FormatDockerSave, []wantImage{
+		{"example.com/app:25", "linux/amd64", [][]byte{base, mid, top}},
+	}, true}
+}
+
+// legacyFixture is laid out as docker save before Docker 25: <id>/layer.tar
+// and <hex>.json, with a repeated layer stored once and linked to.
+func legacyFixture(t testing.TB) fixture {
+	base, mid, _ := testLayers(t)
+	cfg, err := json.Marshal(map[string]any{
+		"os": "linux", "architecture": "amd64",
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{digestOf(base), digestOf(mid), digestOf(base)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgName := strings.TrimPrefix(digestOf(cfg), "sha256:") + ".json"
+	manifest, err := json.Marshal(tarball.Manifest{{
+		Config:   cfgName,
+		RepoTags: []string{"old:1"},
+		Layers:   []string{"aaa/layer.tar", "bbb/layer.tar", "ccc/layer.tar"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(hdr *tar.Header, data []byte) {
+		hdr.Size, hdr.Mode = int64(len(data)), 0o644
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{"aaa/", "bbb/", "ccc/"} {
+		add(&tar.Header{Name: d, Typeflag: tar.TypeDir}, nil)
+	}
+	add(&tar.Header{Name: "aaa/layer.tar", Typeflag: tar.TypeReg}, base)
+	add(&tar.Header{Name: "bbb/layer.tar", Typeflag: tar.TypeReg}, mid)
+	add(&tar.Header{Name: "ccc/layer.tar", Typeflag: tar.TypeSymlink, Linkname: "../aaa/layer.tar"}, nil)
+	add(&tar.Header{Name: cfgName, Typeflag: tar.TypeReg}, cfg)
+	add(&tar.Header{Name: "manifest.json", Typeflag: tar.TypeReg}, manifest)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return fixture{writeFile(t, "legacy.tar", buf.Bytes()), FormatDockerSave, []wantImage{
+		{"old:1", "linux/amd64", [][]byte{base, mid, base}},
+	}, true}
+}
+
 func ociTarFixture(t testing.TB) fixture {
 	fx := ociDirFixture(t)
 	fx.path = writeFile(t, "oci.tar", tarDir(t, fx.path))
@@ -124,6 +214,8 @@ func allFixtures(t *testing.T) map[string]fixture {
 	fxs := map[string]fixture{
 		"docker-save":       dockerSaveFixture(t),
 		"docker-save-multi": dockerSaveMultiFixture(t),
+		"docker-save-25":    docker25Fixture(t),
+		"docker-save-old":   legacyFixture(t),
 		"oci-dir":           ociDirFixture(t),
 		"oci-tar":           ociTarFixture(t),
 		"rootfs":            rootfsFixture(t),
@@ -224,6 +316,30 @@ func TestOpenStdin(t *testing.T) {
 			if _, err := readLayer(t, a.Images[0].Layers[0]); err == nil {
 				t.Errorf("Layer.Open after Close of a spooled archive worked")
 			}
+		})
+	}
+}
+
+// TestLayersConcurrently reads every layer of every image at once; the
+// race detector checks that Layer.Open is safe for concurrent use.
+func TestLayersConcurrently(t *testing.T) {
+	for n, fx := range allFixtures(t) {
+		t.Run(n, func(t *testing.T) {
+			a := mustOpen(t, fx.path, nil)
+			var wg sync.WaitGroup
+			for i, im := range a.Images {
+				for j, l := range im.Layers {
+					for range 2 {
+						wg.Go(func() {
+							got, err := readLayer(t, l)
+							if err != nil || !bytes.Equal(got, fx.images[i].layers[j]) {
+								t.Errorf("image %d layer %d: %v", i, j, err)
+							}
+						})
+					}
+				}
+			}
+			wg.Wait()
 		})
 	}
 }
@@ -406,4 +522,52 @@ func checkMismatch(t *testing.T, err error, diffID string) {
 	if !strings.Contains(err.Error(), diffID) || strings.Count(err.Error(), "archive:") != 1 {
 		t.Errorf("error %q does not name layer %s once", err, diffID)
 	}
+}
+
+// TestStreamsLayers checks A2: opening an archive and reading an 8 MiB
+// layer allocates far less than the layer.
+func TestStreamsLayers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes an 8 MiB layer")
+	}
+	const size = 8 << 20
+	big := mkTar(t, map[string]string{"big": strings.Repeat("0123456789abcdef", size/16)})
+	p := filepath.Join(t.TempDir(), "big.tar")
+	if err := WriteDockerSave(p, "big:1", [][]byte{big}, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := digestOf(big)
+	big = nil
+	for _, in := range []string{p, writeFile(t, "big.tar.gz", gzFile(t, p))} {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		a := mustOpen(t, in, nil)
+		rc, err := a.Images[0].Layers[0].Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, rc); err != nil {
+			t.Fatal(err)
+		}
+		rc.Close()
+		runtime.ReadMemStats(&after)
+		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != want {
+			t.Fatalf("%s: layer hashes to %s", in, got)
+		}
+		alloc := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%s: allocated %d bytes", filepath.Base(in), alloc)
+		if alloc > 1<<20 {
+			t.Errorf("%s: Open and one layer allocated %d bytes for a %d byte layer", in, alloc, size)
+		}
+	}
+}
+
+func gzFile(t testing.TB, p string) []byte {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gz(t, b)
 }

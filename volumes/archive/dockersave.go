@@ -30,6 +30,7 @@ func (a *Archive) openDockerSave(file string, ix *tarIndex, m tarball.Manifest) 
 	return nil
 }
 
+// dockerImage reads image i of manifest.json m.
 func (a *Archive) dockerImage(file string, ix *tarIndex, m tarball.Manifest, i int, opener tarball.Opener) (Image, error) {
 	d := m[i]
 	var imgName string
@@ -37,21 +38,9 @@ func (a *Archive) dockerImage(file string, ix *tarIndex, m tarball.Manifest, i i
 		imgName = d.RepoTags[0]
 	}
 	what := label(imgName, i, len(m))
-	if d.Config == "" {
-		return Image{}, errf(ErrInvalid, "%s: manifest.json names no config", what)
-	}
-	ce, err := ix.resolve(d.Config)
+	entries, err := dockerEntries(ix, d, what)
 	if err != nil {
-		return Image{}, within(fmt.Sprintf("config of %s", what), err)
-	}
-	if ce.size > MaxMetadataSize {
-		return Image{}, errf(ErrTooLarge, "config of %s is %d bytes (limit %d)", what, ce.size, MaxMetadataSize)
-	}
-	entries := make([]entry, len(d.Layers))
-	for j, p := range d.Layers {
-		if entries[j], err = ix.resolve(p); err != nil {
-			return Image{}, within(fmt.Sprintf("layer %d of %s", j+1, what), err)
-		}
+		return Image{}, err
 	}
 	tag, err := selectTag(m, i)
 	if err != nil {
@@ -66,23 +55,22 @@ func (a *Archive) dockerImage(file string, ix *tarIndex, m tarball.Manifest, i i
 		return Image{}, errf(ErrInvalid, "config of %s: %v", what, err)
 	}
 	if err := checkConfigName(d.Config, raw); err != nil {
-		return Image{}, within(fmt.Sprintf("config of %s", what), err)
+		return Image{}, within("config of "+what, err)
 	}
 	cfg, err := parseConfig(raw, len(d.Layers))
 	if err != nil {
 		return Image{}, within(what, err)
 	}
 	im := newImage(imgName, raw, cfg)
-
 	// pkg/v1/tarball hands out a layer file as it is when the first layer
 	// is not compressed, and decompresses every layer otherwise.
-	raw0 := len(entries) == 0 || !compressed(file, entries[0])
+	asIs := len(entries) == 0 || !compressed(file, entries[0])
 	for j, diffID := range cfg.RootFS.DiffIDs {
 		if src, ok := d.LayerSources[diffID]; ok && !src.MediaType.IsLayer() {
 			return Image{}, errf(ErrUnsupported, "layer %d of %s: media type %q", j+1, what, src.MediaType)
 		}
 		size := int64(-1)
-		if e := entries[j]; raw0 && !e.sparse && !compressed(file, e) {
+		if e := entries[j]; asIs && !e.sparse && !compressed(file, e) {
 			size = e.size
 		}
 		layerWhat := fmt.Sprintf("layer %d (%s) of %s", j+1, diffID, what)
@@ -94,15 +82,34 @@ func (a *Archive) dockerImage(file string, ix *tarIndex, m tarball.Manifest, i i
 				if err != nil {
 					return nil, &Error{Path: a.Path, Err: within(layerWhat, err)}
 				}
-				rc, err := l.Uncompressed()
-				if err != nil {
-					return nil, &Error{Path: a.Path, Err: within(layerWhat, err)}
-				}
-				return a.verify(rc, diffID, size, layerWhat)
+				return a.openVerified(l, diffID, size, layerWhat)
 			},
 		})
 	}
 	return im, nil
+}
+
+// dockerEntries checks that the config and layers of d are in the tar, and
+// the config is no larger than MaxMetadataSize. It returns the layers'
+// entries.
+func dockerEntries(ix *tarIndex, d tarball.Descriptor, what string) ([]entry, error) {
+	if d.Config == "" {
+		return nil, errf(ErrInvalid, "%s: manifest.json names no config", what)
+	}
+	ce, err := ix.resolve(d.Config)
+	if err != nil {
+		return nil, within("config of "+what, err)
+	}
+	if ce.size > MaxMetadataSize {
+		return nil, errf(ErrTooLarge, "config of %s is %d bytes (limit %d)", what, ce.size, MaxMetadataSize)
+	}
+	entries := make([]entry, len(d.Layers))
+	for j, p := range d.Layers {
+		if entries[j], err = ix.resolve(p); err != nil {
+			return nil, within(fmt.Sprintf("layer %d of %s", j+1, what), err)
+		}
+	}
+	return entries, nil
 }
 
 // selectTag returns the tag that makes tarball.Image pick image i of m:

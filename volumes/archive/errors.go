@@ -24,8 +24,7 @@ var (
 	// 0).
 	ErrNoImages = errors.New("archive: no images")
 	// ErrTooLarge is returned when a manifest, index or config is larger
-	// than [MaxMetadataSize], or an archive has more than [maxEntries]
-	// entries to index.
+	// than [MaxMetadataSize].
 	ErrTooLarge = errors.New("archive: too large")
 	// ErrInvalid is returned for a manifest, index or config that is
 	// malformed or inconsistent (e.g. layer count differs from diff_ids).

@@ -134,35 +134,12 @@ func (a *Archive) layoutImage(lp layout.Path, idx v1.ImageIndex, d v1.Descriptor
 	if imgName != "" {
 		what = fmt.Sprintf("image %q (%s)", imgName, d.Digest)
 	}
-	if err := statBlob(lp, d.Digest, MaxMetadataSize); err != nil {
-		return Image{}, within(fmt.Sprintf("manifest of %s", what), err)
-	}
-	img, err := idx.Image(d.Digest)
-	if err != nil {
-		return Image{}, errf(ErrInvalid, "%s: %v", what, err)
-	}
-	rawManifest, err := img.RawManifest()
+	img, m, err := layoutManifest(lp, idx, d, what)
 	if err != nil {
 		return Image{}, err
 	}
-	if err := checkDigest(rawManifest, d.Digest, "manifest of "+what); err != nil {
-		return Image{}, err
-	}
-	m, err := img.Manifest()
+	raw, err := layoutConfig(lp, img, m, what)
 	if err != nil {
-		return Image{}, errf(ErrInvalid, "manifest of %s: %v", what, err)
-	}
-	if !m.Config.MediaType.IsConfig() {
-		return Image{}, errf(ErrUnsupported, "config of %s: media type %q", what, m.Config.MediaType)
-	}
-	if err := statBlob(lp, m.Config.Digest, MaxMetadataSize); err != nil {
-		return Image{}, within(fmt.Sprintf("config of %s", what), err)
-	}
-	raw, err := img.RawConfigFile()
-	if err != nil {
-		return Image{}, err
-	}
-	if err := checkDigest(raw, m.Config.Digest, "config of "+what); err != nil {
 		return Image{}, err
 	}
 	cfg, err := parseConfig(raw, len(m.Layers))
@@ -172,32 +149,76 @@ func (a *Archive) layoutImage(lp layout.Path, idx v1.ImageIndex, d v1.Descriptor
 	im := newImage(imgName, raw, cfg)
 	for j, ld := range m.Layers {
 		diffID := cfg.RootFS.DiffIDs[j]
-		layerWhat := fmt.Sprintf("layer %d (%s) of %s", j+1, diffID, what)
-		if !ld.MediaType.IsLayer() {
-			return Image{}, errf(ErrUnsupported, "%s: media type %q", layerWhat, ld.MediaType)
+		l, err := a.layoutLayer(lp, img, ld, diffID, fmt.Sprintf("layer %d (%s) of %s", j+1, diffID, what))
+		if err != nil {
+			return Image{}, err
 		}
-		if err := statBlob(lp, ld.Digest, -1); err != nil {
-			return Image{}, within(layerWhat, err)
-		}
-		digest := ld.Digest
-		im.Layers = append(im.Layers, Layer{
-			DiffID: diffID.String(),
-			Digest: digest.String(),
-			Size:   -1,
-			Open: func() (io.ReadCloser, error) {
-				l, err := img.LayerByDigest(digest)
-				if err != nil {
-					return nil, &Error{Path: a.Path, Err: within(layerWhat, err)}
-				}
-				rc, err := l.Uncompressed()
-				if err != nil {
-					return nil, &Error{Path: a.Path, Err: within(layerWhat, err)}
-				}
-				return a.verify(rc, diffID, -1, layerWhat)
-			},
-		})
+		im.Layers = append(im.Layers, l)
 	}
 	return im, nil
+}
+
+// layoutManifest reads and checks the image manifest that d describes.
+func layoutManifest(lp layout.Path, idx v1.ImageIndex, d v1.Descriptor, what string) (v1.Image, *v1.Manifest, error) {
+	if err := statBlob(lp, d.Digest, MaxMetadataSize); err != nil {
+		return nil, nil, within("manifest of "+what, err)
+	}
+	img, err := idx.Image(d.Digest)
+	if err != nil {
+		return nil, nil, errf(ErrInvalid, "%s: %v", what, err)
+	}
+	raw, err := img.RawManifest()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkDigest(raw, d.Digest, "manifest of "+what); err != nil {
+		return nil, nil, err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, nil, errf(ErrInvalid, "manifest of %s: %v", what, err)
+	}
+	return img, m, nil
+}
+
+// layoutConfig reads and checks the config of img, whose manifest is m.
+func layoutConfig(lp layout.Path, img v1.Image, m *v1.Manifest, what string) ([]byte, error) {
+	if !m.Config.MediaType.IsConfig() {
+		return nil, errf(ErrUnsupported, "config of %s: media type %q", what, m.Config.MediaType)
+	}
+	if err := statBlob(lp, m.Config.Digest, MaxMetadataSize); err != nil {
+		return nil, within("config of "+what, err)
+	}
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkDigest(raw, m.Config.Digest, "config of "+what); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+// layoutLayer checks the layer that ld describes and returns it.
+func (a *Archive) layoutLayer(lp layout.Path, img v1.Image, ld v1.Descriptor, diffID v1.Hash, what string) (Layer, error) {
+	if !ld.MediaType.IsLayer() {
+		return Layer{}, errf(ErrUnsupported, "%s: media type %q", what, ld.MediaType)
+	}
+	if err := statBlob(lp, ld.Digest, -1); err != nil {
+		return Layer{}, within(what, err)
+	}
+	return Layer{
+		DiffID: diffID.String(),
+		Digest: ld.Digest.String(),
+		Size:   -1,
+		Open: func() (io.ReadCloser, error) {
+			l, err := img.LayerByDigest(ld.Digest)
+			if err != nil {
+				return nil, &Error{Path: a.Path, Err: within(what, err)}
+			}
+			return a.openVerified(l, diffID, -1, what)
+		},
+	}, nil
 }
 
 // statBlob checks that the blob h is a regular file no larger than limit

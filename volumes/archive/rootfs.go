@@ -47,6 +47,10 @@ func (a *Archive) openRootFS(file string) error {
 	if err != nil {
 		return err
 	}
+	source := filepath.Base(a.Path)
+	if a.Path == "-" {
+		source = "from stdin"
+	}
 	created := v1.Time{Time: fi.ModTime().UTC().Truncate(1e9)}
 	cfg := v1.ConfigFile{
 		Architecture: runtime.GOARCH,
@@ -55,7 +59,7 @@ func (a *Archive) openRootFS(file string) error {
 		RootFS:       v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{diffID}},
 		History: []v1.History{{
 			Created:   created,
-			CreatedBy: fmt.Sprintf("rootfs tar %s", filepath.Base(a.Path)),
+			CreatedBy: "rootfs tar " + source,
 		}},
 	}
 	raw, err := json.Marshal(cfg)

@@ -63,8 +63,7 @@ func scanTar(file string) (*tarIndex, error) {
 		}
 		ix.count++
 		name := path.Clean(hdr.Name)
-		switch name {
-		case "manifest.json":
+		if name == "manifest.json" {
 			ix.manifest = true
 		}
 		if ix.entries == nil {
@@ -134,14 +133,11 @@ func (ix *tarIndex) resolve(name string) (entry, error) {
 	return entry{}, errf(ErrMissingBlob, "%s: too many links", name)
 }
 
-// isLayout reports whether the tar holds an OCI layout.
-func (ix *tarIndex) isLayout() bool { return ix.layout }
-
 // dockerManifest returns the tar's manifest.json if it is a docker save
 // one (a JSON array), or nil if the tar is no docker save tarball.
 func (ix *tarIndex) dockerManifest(file string) (tarball.Manifest, error) {
-	if !ix.manifest {
-		return nil, nil
+	if !ix.manifest || ix.entries == nil {
+		return nil, nil // no docker save has that many entries
 	}
 	e, err := ix.resolve("manifest.json")
 	if errors.Is(err, ErrMissingBlob) {

@@ -23,6 +23,18 @@ type verifier struct {
 	what string // "layer 2 (sha256:...) of image \"x\"", for errors
 }
 
+var _ io.ReadCloser = (*verifier)(nil)
+
+// openVerified returns the uncompressed stream of l, checked against want
+// and size.
+func (a *Archive) openVerified(l v1.Layer, want v1.Hash, size int64, what string) (io.ReadCloser, error) {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return nil, &Error{Path: a.Path, Err: within(what, err)}
+	}
+	return a.verify(rc, want, size, what)
+}
+
 // verify wraps rc so that reading it checks want and size.
 func (a *Archive) verify(rc io.ReadCloser, want v1.Hash, size int64, what string) (io.ReadCloser, error) {
 	h, err := v1.Hasher(want.Algorithm)
