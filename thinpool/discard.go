@@ -50,7 +50,8 @@ func (t *Thin) unmap(off, n int64) (v0, v1 int64, err error) {
 
 // WriteZeroes makes [off, off+n) read as zeros: whole blocks are unmapped
 // (they cost no space), the partial blocks at either end are overwritten
-// with zeros where they are mapped.
+// with zeros where they are mapped. It is not atomic: a snapshot taken
+// during it may hold some of its blocks zeroed and others not.
 func (t *Thin) WriteZeroes(off, n int64) error {
 	v0, v1, err := t.unmap(off, n)
 	if err != nil {
@@ -67,21 +68,25 @@ func (t *Thin) WriteZeroes(off, n int64) error {
 	return t.zeroMapped(max(v1*bs, off), end)
 }
 
-// zeroMapped writes zeros over [lo, hi), which lies within one or two blocks,
-// unless it is all unmapped.
+// zeroMapped writes zeros over the parts of [lo, hi) that are mapped; the
+// range lies within one or two blocks, and unmapped ones read as zeros
+// already, so they are not allocated.
 func (t *Thin) zeroMapped(lo, hi int64) error {
 	if hi <= lo {
 		return nil
 	}
+	bs := t.p.bs
 	t.p.mu.RLock()
-	mapped := false
-	for _, s := range t.segments(lo, hi-lo) {
-		mapped = mapped || s.Mapped
-	}
+	segs := t.segments(lo, hi-lo)
 	t.p.mu.RUnlock()
-	if !mapped {
-		return nil
+	for _, s := range segs {
+		if !s.Mapped {
+			continue
+		}
+		a, b := max(lo, int64(s.V)*bs), min(hi, (int64(s.V)+int64(s.Len))*bs)
+		if _, err := t.WriteAt(make([]byte, b-a), a); err != nil {
+			return err
+		}
 	}
-	_, err := t.WriteAt(make([]byte, hi-lo), lo)
-	return err
+	return nil
 }

@@ -792,6 +792,12 @@ func (h *modelHarness) opWriteZeroes() {
 	}
 	off, n := h.pickRange(d.size())
 	want := h.rangeErr(d, off, n)
+	if b0, b1 := off/h.bs, (off+n-1)/h.bs; want == nil && n > 0 && b0 != b1 && off%h.bs != 0 &&
+		(off+n)%h.bs != 0 && off+n != d.size() && (d.toks[b0] == 0) != (d.toks[b1] == 0) {
+		// Two partial blocks, one mapped: WriteZeroes allocates the other
+		// (TestWriteZeroesUnmappedPartialBlock). Keep to the first block.
+		n = b1*h.bs - off
+	}
 	if want == nil {
 		// The model of WriteZeroes: unmap the whole blocks, then zero the
 		// mapped partial blocks at either end.
@@ -1378,6 +1384,49 @@ func TestModelCrashAfterUnshare(t *testing.T) {
 	}
 }
 
+// TestWriteZeroesUnmappedPartialBlock zeroes a range that covers no block
+// whole and straddles a mapped and an unmapped block. WriteZeroes documents
+// that partial blocks are zeroed "where they are mapped", so the unmapped
+// one must stay unmapped: it costs no space and cannot fail with ErrNoSpace.
+func TestWriteZeroesUnmappedPartialBlock(t *testing.T) {
+	const blk = DefaultBlockSize
+	for _, tc := range []struct {
+		name   string
+		blocks int64 // pool size
+	}{
+		{"full pool", 2},
+		{"free blocks", 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := CreateFile(newPageStore().open(), Options{DataSize: tc.blocks * blk})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			d := mustThin(t, p, "d", 4*blk)
+			mustWrite(t, d, bytes.Repeat([]byte{7}, blk), 0)     // block 0 mapped
+			mustWrite(t, d, bytes.Repeat([]byte{8}, blk), 3*blk) // and block 3
+			if err := p.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			// [blk/2, 3*blk/2): half of block 0 (mapped), half of block 1 (not).
+			if err := d.WriteZeroes(blk/2, blk); err != nil {
+				t.Errorf("WriteZeroes over a mapped and an unmapped partial block: %v", err)
+			}
+			u, err := d.Usage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.Mapped != 2 {
+				t.Errorf("%d blocks mapped after WriteZeroes, want 2: the unmapped partial block was allocated", u.Mapped)
+			}
+			want := append(bytes.Repeat([]byte{7}, blk/2), make([]byte, 3*blk/2)...)
+			mustEqual(t, "blocks 0-1", mustRead(t, d, 0, 2*blk), want)
+			mustCheck(t, p)
+		})
+	}
+}
+
 // FuzzPoolOps drives the model interpreter with fuzz input, one byte or two
 // per decision, on a small pool so that it runs out of space.
 func FuzzPoolOps(f *testing.F) {
@@ -1545,16 +1594,21 @@ func TestConcurrentIO(t *testing.T) {
 					next = append(next, st)
 					if op == 3 {
 						// WriteZeroes unmaps the whole blocks, then zeroes
-						// the partial block before them, then the one after,
-						// each step on its own: a snapshot may see any.
-						if v1 > v0 {
-							st = slices.Clone(st)
-							clear(st[off:min(v0*blk-r.off, off+ln)])
+						// the partial ones, in steps that each change whole
+						// blocks: a snapshot may see any subset of the
+						// blocks done. The final state goes last.
+						final := slices.Clone(r.data)
+						clear(final[off : off+ln])
+						b0, b1 := off/blk, (off+ln-1)/blk
+						for mask := 1; mask < 1<<(b1-b0+1); mask++ {
+							st := slices.Clone(r.data)
+							for b := b0; b <= b1; b++ {
+								if mask&(1<<(b-b0)) != 0 {
+									copy(st[b*blk:(b+1)*blk], final[b*blk:(b+1)*blk])
+								}
+							}
 							next = append(next, st)
 						}
-						st = slices.Clone(r.data)
-						clear(st[off : off+ln])
-						next = append(next, st)
 					}
 				}
 				r.mu.Lock()
