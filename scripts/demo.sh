@@ -114,6 +114,60 @@ if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ] && [ -e /dev/loop-control ]; then
   run device umount web
   run daemon stop
   run pool check
+
+  # The Docker story: images as read-only snapshot chains, containers as
+  # writable snapshots, volumes as their own thin devices.
+  if [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1 && need chroot; then
+    # inside DIR SCRIPT: run SCRIPT with the image's busybox sh, chrooted.
+    inside() { printf "$ chroot %s /bin/sh -c '%s'\n" "$1" "$2"; PATH=/bin chroot "$1" /bin/sh -c "$2"; }
+    step "14. Two images built from one Dockerfile at two commits: same base, apt and pip layers, different app code"
+    echo "$ go run ./scripts/mkimage $DIR/images    # docker save tarballs around a static busybox"
+    ${GO:-go} run ./scripts/mkimage "$DIR/images"
+    run image import "$DIR/images/app-v1.tar"
+    used1=$("$BIN" --json pool info | sed -n 's/.*"dataUsed": *\([0-9]*\).*/\1/p')
+    run image import "$DIR/images/app-v2.tar"
+    used2=$("$BIN" --json pool info | sed -n 's/.*"dataUsed": *\([0-9]*\).*/\1/p')
+    echo "(the second import reused the 3 shared layers: pool data grew by $(((used2 - used1) / 1024)) KiB, its app layer)"
+    run image ls
+    run image history app:v2
+
+    step "15. A container: a writable snapshot of app:v1, with a volume and a read-only bind mount"
+    mkdir -p "$DIR/site"
+    echo "<h1>served from the host</h1>" > "$DIR/site/index.html"
+    run container create --name web -v webdata:/data -v "$DIR/site:/srv:ro" app:v1
+    run container create --name other app:v1
+    run container mount web "$DIR/mnt/c-web"
+    run container mount other "$DIR/mnt/c-other"
+    inside "$DIR/mnt/c-web" '/app/main.sh; echo "changed in web" > /etc/motd; echo "kept in the volume" > /data/hello; cat /srv/index.html'
+    chroot "$DIR/mnt/c-web" /bin/sh -c 'echo x > /srv/x' 2>/dev/null || echo "(writing to /srv fails: the bind mount is read-only)"
+    sync
+    echo "web:   /etc/motd = $(cat "$DIR/mnt/c-web/etc/motd")"
+    echo "other: /etc/motd = $(cat "$DIR/mnt/c-other/etc/motd")    (the image and its other containers are unchanged)"
+    run container ls
+
+    step "16. The volume outlives its container"
+    run container umount web
+    run container rm web
+    run volume ls
+    run container create --name web2 -v webdata:/data app:v2
+    run container mount web2 "$DIR/mnt/c-web2"
+    inside "$DIR/mnt/c-web2" '/app/main.sh; cat /data/hello'
+
+    step "17. The storage section of docker info"
+    run info
+
+    step "18. Clean up: unmount, remove containers, the volume and the images; the pool checks clean"
+    run container umount web2
+    run container umount other
+    run container rm web2 other
+    run volume rm webdata
+    run image rm app:v1 app:v2
+    run daemon stop
+    run pool check
+  else
+    echo
+    echo "(the image, container and volume steps need a static busybox at /bin/busybox and chroot: apt-get install busybox-static)"
+  fi
 else
   echo
   echo "(run 'sudo make demo' to also attach, format and mount devices: that part needs root, FUSE and loop devices)"

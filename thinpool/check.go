@@ -189,7 +189,7 @@ func (p *Pool) checkDisk(r *CheckReport) error {
 		r.errorf("checkpoint: %v", err)
 		return nil
 	}
-	end, _, err := replay(p.f, sb, st)
+	end, _, _, err := replay(p.f, sb, st)
 	switch {
 	case err != nil:
 		r.errorf("journal: %v", err)

@@ -283,9 +283,17 @@ func OpenFile(f File) (*Pool, error) {
 	if gen != sb.generation {
 		return nil, corruptf(ckOff, "checkpoint generation %d, superblock %d", gen, sb.generation)
 	}
-	off, freed, err := replay(f, sb, st)
+	off, freed, torn, err := replay(f, sb, st)
 	if err != nil {
 		return nil, err
+	}
+	if torn > 0 {
+		if _, err := f.WriteAt(make([]byte, torn), int64(sb.metaOffset)+off); err != nil {
+			return nil, fmt.Errorf("erase torn journal entry: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			return nil, err
+		}
 	}
 	return newPool(f, sb, st, off, freed)
 }
@@ -328,16 +336,14 @@ func cmpErr(first, err error) error {
 
 // replay applies the journal entries that follow the checkpoint to st and
 // returns the offset after the last one and the runs they freed.
-func replay(f File, sb *superblock, st *state) (int64, []extent.Run, error) {
-	var freed []extent.Run
+func replay(f File, sb *superblock, st *state) (off int64, freed []extent.Run, torn int64, err error) {
 	collect := func(r extent.Run) { freed = append(freed, r) }
-	off := int64(0)
 	jsize := int64(sb.journalSize)
 	for off+sectorSize <= jsize {
 		pos := int64(sb.metaOffset) + off
 		head := make([]byte, sectorSize)
 		if _, err := f.ReadAt(head, pos); err != nil {
-			return 0, nil, fmt.Errorf("read journal: %w", err)
+			return 0, nil, 0, fmt.Errorf("read journal: %w", err)
 		}
 		h, ok := decodeEntryHeader(head)
 		if !ok || h.epoch != sb.generation || h.seq != st.tid+1 || off+int64(h.size()) > jsize {
@@ -347,25 +353,29 @@ func replay(f File, sb *superblock, st *state) (int64, []extent.Run, error) {
 		if h.size() > sectorSize {
 			b = make([]byte, h.size())
 			if _, err := f.ReadAt(b, pos); err != nil {
-				return 0, nil, fmt.Errorf("read journal: %w", err)
+				return 0, nil, 0, fmt.Errorf("read journal: %w", err)
 			}
 		}
 		ops, ok, err := decodeEntry(b, h, pos)
 		if err != nil {
-			return 0, nil, err
+			return 0, nil, 0, err
 		}
 		if !ok {
-			break // torn entry: the journal ends here
+			// A torn entry: the journal ends here. Its tail is erased at
+			// open so that no stale bytes after a shorter rewrite of this
+			// entry can ever pass for the entry after it.
+			torn = int64(h.size())
+			break
 		}
 		for i := range ops {
 			if err := st.apply(&ops[i], collect); err != nil {
-				return 0, nil, corruptf(pos, "journal entry %d operation %d (%s): %v", h.seq, i, ops[i].kind, err)
+				return 0, nil, 0, corruptf(pos, "journal entry %d operation %d (%s): %v", h.seq, i, ops[i].kind, err)
 			}
 		}
 		st.tid = h.seq
 		off += int64(h.size())
 	}
-	return off, freed, nil
+	return off, freed, torn, nil
 }
 
 // dataOff is the file offset of pool block b.

@@ -137,6 +137,9 @@ func (m *Manager) ImportImage(ctx context.Context, path string, stdin io.Reader,
 		}
 		im, err := m.importOne(ctx, base, ref, img, o.Progress)
 		if err != nil {
+			// The layers made before the one that failed are ready but no
+			// image lists them: a failed import leaves nothing behind.
+			m.gcLayers()
 			return out, fmt.Errorf("import %s: %w", ref, err)
 		}
 		out = append(out, im)

@@ -27,7 +27,7 @@ var (
 // as it is in the tar and the cause. Its message names the package once:
 // `layer: entry "a/b": ...`. Match the cause with errors.Is.
 type EntryError struct {
-	Name string // hdr.Name, uncleaned
+	Name string // hdr.Name, uncleaned; cut short past MaxNameLen bytes
 	Err  error
 }
 

@@ -34,13 +34,13 @@ func FuzzApply(f *testing.F) {
 	lower := mkTar(f, lowerTree...)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		root := newRoot(t)
-		if _, err := Apply(context.Background(), root, bytes.NewReader(lower), Options{}); err != nil {
+		if _, err := Apply(context.Background(), root, bytes.NewReader(lower), testOpts(Options{})); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		o := Options{MaxEntries: 1000, MaxFileSize: 1 << 24}
-		Apply(ctx, root, bytes.NewReader(data), o) // errors are fine; see the checks
+		Apply(ctx, root, bytes.NewReader(data), testOpts(o)) // errors are fine; see the checks
 		noWhiteoutFiles(t, root)
 	})
 }

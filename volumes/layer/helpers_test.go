@@ -198,9 +198,15 @@ func makeRemovable(root string) {
 	})
 }
 
+// testOpts is o for the test's user: without root Apply cannot keep owners.
+func testOpts(o Options) Options {
+	o.NoSameOwner = o.NoSameOwner || !isRoot
+	return o
+}
+
 func apply(t testing.TB, root string, o Options, ents ...ent) (Stats, error) {
 	t.Helper()
-	return Apply(context.Background(), root, bytes.NewReader(mkTar(t, ents...)), o)
+	return Apply(context.Background(), root, bytes.NewReader(mkTar(t, ents...)), testOpts(o))
 }
 
 func mustApply(t testing.TB, root string, ents ...ent) Stats {

@@ -80,9 +80,11 @@ type applier struct {
 	// made; a directory replaced since is skipped.
 	dirs map[string]dirTimes
 
-	// pfd is an O_PATH descriptor of directory pdir, or -1. It stays valid
-	// for pdir until pstale is set by a change that may alter how pdir
-	// resolves (a directory or symlink removed, a symlink or link made).
+	// pfd is an O_PATH descriptor of directory pdir, or -1. It stands for
+	// pdir until pstale is set by a change that may alter how paths
+	// resolve (a directory or symlink removed, a symlink or link made).
+	// Such changes nearly always move the cache to another directory
+	// first; the flag does not rely on that.
 	pdir   string
 	pfd    int
 	pstale bool
@@ -133,10 +135,18 @@ func Apply(ctx context.Context, root string, r io.Reader, o Options) (Stats, err
 			return a.st, errf(ErrTooManyEntries, "more than %d", o.MaxEntries)
 		}
 		if err := a.entry(hdr, tr); err != nil {
-			return a.st, &EntryError{Name: hdr.Name, Err: err}
+			return a.st, &EntryError{Name: shortName(hdr.Name), Err: err}
 		}
 	}
 	return a.st, a.finishDirs()
+}
+
+// shortName bounds a hostile name for error messages.
+func shortName(name string) string {
+	if len(name) <= MaxNameLen {
+		return name
+	}
+	return fmt.Sprintf("%s...(%d bytes)", name[:256], len(name))
 }
 
 func (a *applier) close() {
@@ -431,10 +441,10 @@ func (a *applier) pathMeta(pfd int, name, base string, hdr *tar.Header, chmod bo
 			return &os.PathError{Op: "fchmodat", Path: name, Err: err}
 		}
 	}
-	// /proc/self/fd/N is our own descriptor; lsetxattr does not follow base.
-	p := fmt.Sprintf("/proc/self/fd/%d/%s", pfd, base)
 	err := a.xattrs(name, hdr, func(k string, v []byte) error {
-		return unix.Lsetxattr(p, k, v, 0)
+		// /proc/self/fd/N is our own descriptor; lsetxattr does not
+		// follow base.
+		return unix.Lsetxattr(fmt.Sprintf("/proc/self/fd/%d/%s", pfd, base), k, v, 0)
 	})
 	if err != nil {
 		return err
@@ -461,7 +471,7 @@ func (a *applier) xattrs(name string, hdr *tar.Header, set func(k string, v []by
 		case softXattrError(err):
 			a.st.Warnings++
 			if a.o.Warn != nil {
-				a.o.Warn(&EntryError{Name: hdr.Name, Err: fmt.Errorf("xattr %q skipped: %w", k, err)})
+				a.o.Warn(&EntryError{Name: shortName(hdr.Name), Err: fmt.Errorf("xattr %q skipped: %w", k, err)})
 			}
 		default:
 			return &os.PathError{Op: "setxattr " + k, Path: name, Err: err}

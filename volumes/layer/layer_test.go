@@ -308,6 +308,11 @@ func TestApplyReplace(t *testing.T) {
 			want:  []string{"x"},
 		},
 		{
+			name:  "symlink replaces the previous entry's parent",
+			upper: []ent{dir("y/", 0o755), dir("x/", 0o755), reg("x/f1", "1", 0o644), sym("x", "y"), reg("x/f2", "2", 0o644)},
+			want:  []string{"x -> y", "y/", "y/f2"},
+		},
+		{
 			name:     "file under a file fails",
 			lower:    []ent{reg("f", "x", 0o644)},
 			upper:    []ent{reg("f/g", "y", 0o644)},
@@ -378,6 +383,13 @@ func TestApplyWhiteouts(t *testing.T) {
 			present:   []string{"etc/a"},
 			absent:    []string{"etc/b"},
 			whiteouts: 1,
+		},
+		{
+			name:      "whiteout of the previous entry's parent",
+			upper:     []ent{wh("etc/.wh.a"), wh(".wh.etc"), reg("etc/new", "n", 0o644)},
+			present:   []string{"etc/new"},
+			absent:    []string{"etc/a", "etc/b"},
+			whiteouts: 2,
 		},
 		{
 			name:    "whiteout then recreate",
@@ -756,8 +768,10 @@ func TestApplyLimits(t *testing.T) {
 	})
 	t.Run("long name", func(t *testing.T) {
 		name := strings.Repeat("d/", MaxNameLen/2) + "f"
-		if _, err := apply(t, newRoot(t), Options{}, reg(name, "", 0o644)); !errors.Is(err, ErrInvalid) {
-			t.Errorf("err = %v", err)
+		_, err := apply(t, newRoot(t), Options{}, reg(name, "", 0o644))
+		var ee *EntryError
+		if !errors.Is(err, ErrInvalid) || !errors.As(err, &ee) || len(ee.Name) > 300 {
+			t.Errorf("err = %.400v", err)
 		}
 		long := sym("s", strings.Repeat("x", MaxNameLen+1))
 		if _, err := apply(t, newRoot(t), Options{}, long); !errors.Is(err, ErrInvalid) {
@@ -787,7 +801,7 @@ func TestApplySparse(t *testing.T) {
 	t.Run("holes stay holes", func(t *testing.T) {
 		const size = 1 << 30
 		root := newRoot(t)
-		st, err := Apply(context.Background(), root, bytes.NewReader(sparseTar("sparse", size)), Options{})
+		st, err := Apply(context.Background(), root, bytes.NewReader(sparseTar("sparse", size)), testOpts(Options{}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -811,7 +825,7 @@ func TestApplySparse(t *testing.T) {
 	})
 	t.Run("huge claim over MaxFileSize", func(t *testing.T) {
 		root := newRoot(t)
-		_, err := Apply(context.Background(), root, bytes.NewReader(sparseTar("huge", 1<<50)), Options{MaxFileSize: 1 << 30})
+		_, err := Apply(context.Background(), root, bytes.NewReader(sparseTar("huge", 1<<50)), testOpts(Options{MaxFileSize: 1 << 30}))
 		if !errors.Is(err, ErrFileTooLarge) {
 			t.Errorf("err = %v", err)
 		}
@@ -823,7 +837,7 @@ func TestApplySparse(t *testing.T) {
 		defer cancel()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		_, err := Apply(ctx, root, bytes.NewReader(sparseTar("huge", 1<<50)), Options{})
+		_, err := Apply(ctx, root, bytes.NewReader(sparseTar("huge", 1<<50)), testOpts(Options{}))
 		runtime.ReadMemStats(&after)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("err = %v", err)
@@ -844,7 +858,7 @@ func TestApplyTruncated(t *testing.T) {
 	const bigStart = 2 * 512 // headers of d/ and d/big, then 3000 bytes of data
 	for cut := 0; cut < len(data); cut += 61 {
 		root := newRoot(t)
-		_, err := Apply(context.Background(), root, bytes.NewReader(data[:cut]), Options{})
+		_, err := Apply(context.Background(), root, bytes.NewReader(data[:cut]), testOpts(Options{}))
 		if cut > bigStart && cut < bigStart+3000 && !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Errorf("cut %d inside d/big: err = %v", cut, err)
 		}
@@ -859,7 +873,7 @@ func TestApplyBadInput(t *testing.T) {
 		"only trailer": make([]byte, 1024),
 	} {
 		t.Run(name, func(t *testing.T) {
-			st, err := Apply(context.Background(), newRoot(t), bytes.NewReader(data), Options{})
+			st, err := Apply(context.Background(), newRoot(t), bytes.NewReader(data), testOpts(Options{}))
 			if (err == nil) != (name == "empty" || name == "only trailer") {
 				t.Errorf("err = %v, stats %+v", err, st)
 			}
@@ -870,14 +884,14 @@ func TestApplyBadInput(t *testing.T) {
 func TestApplyContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := Apply(ctx, newRoot(t), bytes.NewReader(mkTar(t, reg("f", "", 0o644))), Options{})
+	_, err := Apply(ctx, newRoot(t), bytes.NewReader(mkTar(t, reg("f", "", 0o644))), testOpts(Options{}))
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v", err)
 	}
 }
 
 func TestApplyRootMissing(t *testing.T) {
-	_, err := Apply(context.Background(), filepath.Join(t.TempDir(), "nope"), bytes.NewReader(nil), Options{})
+	_, err := Apply(context.Background(), filepath.Join(t.TempDir(), "nope"), bytes.NewReader(nil), testOpts(Options{}))
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("err = %v", err)
 	}
