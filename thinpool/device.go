@@ -105,6 +105,12 @@ func (p *Pool) CreateThin(name string, size int64, labels map[string]string) (*T
 // so the snapshot holds exactly the writes that completed before. The cost
 // is one reference update per extent of origin, whatever its size.
 func (p *Pool) Snapshot(origin, name string, readOnly bool) (*Thin, error) {
+	return p.SnapshotLabeled(origin, name, readOnly, nil)
+}
+
+// SnapshotLabeled is Snapshot with labels for the new device, committed
+// atomically with it.
+func (p *Pool) SnapshotLabeled(origin, name string, readOnly bool, labels map[string]string) (*Thin, error) {
 	p.mu.RLock()
 	d, err := p.lookup(origin)
 	p.mu.RUnlock()
@@ -113,7 +119,7 @@ func (p *Pool) Snapshot(origin, name string, readOnly bool) (*Thin, error) {
 	}
 	d.wgate.Lock()
 	defer d.wgate.Unlock()
-	meta := &devMeta{origin: d.meta.id, created: time.Now().UnixNano(), name: name}
+	meta := &devMeta{origin: d.meta.id, created: time.Now().UnixNano(), name: name, labels: maps.Clone(labels)}
 	if readOnly {
 		meta.flags = flagReadOnly
 	}

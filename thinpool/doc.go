@@ -16,9 +16,9 @@
 // Every change to the metadata is an operation (map, unmap, create,
 // snapshot, delete, update) applied in memory and appended to the open
 // transaction. Sync commits it: fdatasync the data, append one journal
-// entry, fdatasync again. When the journal is full, or on Close, Grow and
-// Checkpoint, the whole state is written as a checkpoint instead, and a new
-// superblock points at it. Opening a pool reads the newest valid superblock,
+// entry, fdatasync again. When the journal is full, or on Close, Grow,
+// GrowMetadata, Checkpoint, Repair and Restore, the whole state is written as
+// a checkpoint instead, and a new superblock points at it. Opening a pool reads the newest valid superblock,
 // its checkpoint, and replays the journal up to the first torn entry. Device
 // creation, snapshots, deletion and updates commit before they return.
 //

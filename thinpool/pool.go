@@ -48,11 +48,13 @@ type Options struct {
 }
 
 // DefaultMetadataSize is the metadata area for a pool: 160 bytes per data
-// block, rounded up to 1 MiB, from 4 MiB to 16 GiB. An eighth is journal and
-// the state may use a third of the rest (M1), about 46 bytes per block: room
-// for one extent (24 bytes) and one reference run (20 bytes) per block, the
-// worst case of a pool written in random order without snapshots. The area
-// is sparse: only what is used takes space on the host.
+// block, rounded up to 1 MiB, from 4 MiB to 16 GiB. The journal takes an
+// eighth (at most 16 MiB) and the state may use a third of the rest (M1):
+// about 47 to 53 bytes per block up to 7.7 TiB of data, room for one extent
+// (24 bytes) and one reference run (20 bytes) per block, the worst case of a
+// pool written in random order without snapshots. Larger pools are clamped
+// at 16 GiB and need fewer, longer extents. The area is sparse: only what is
+// used takes space on the host.
 func DefaultMetadataSize(dataSize, blockSize int64) int64 {
 	if blockSize <= 0 {
 		blockSize = DefaultBlockSize

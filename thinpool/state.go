@@ -252,7 +252,7 @@ func (s *state) apply(o *op, freed func(extent.Run)) error {
 		if err != nil {
 			return err
 		}
-		if uint64(o.v)+o.n > s.devBlocks(d) || o.n == 0 {
+		if uint64(o.v)+o.n > s.devBlocks(d) || o.n == 0 || uint64(o.v)+o.n < uint64(o.v) {
 			return fmt.Errorf("unmap past the end of device %d", o.dev)
 		}
 		return s.remap(d, o.v, o.n, nil, freed)
@@ -345,8 +345,21 @@ func (s *state) applyMap(o *op, freed func(extent.Run)) error {
 		return fmt.Errorf("mapping past the end of device %d", o.dev)
 	case uint64(o.p)+o.n > s.nrBlocks || uint64(o.p)+o.n < uint64(o.p):
 		return fmt.Errorf("mapping past the end of the data area")
+	case !s.canInc(o.p, o.n):
+		return fmt.Errorf("reference count overflow")
 	}
 	return s.remap(d, o.v, o.n, &extent.Mapping{V: o.v, P: o.p, Len: o.n}, freed)
+}
+
+// canInc reports whether every block of [p, p+n) can take one more
+// reference (a hostile journal must not make Inc panic).
+func (s *state) canInc(p extent.PBlock, n uint64) bool {
+	ok := true
+	s.refs.Runs(p, n, func(r extent.RefRun) bool {
+		ok = r.Count < ^uint32(0)
+		return ok
+	})
+	return ok
 }
 
 // devBlocks is the number of blocks that d's size covers (the last one may
@@ -369,11 +382,25 @@ func (s *state) applyCreate(o *op) error {
 	if (o.kind == opCreate) != (m.origin == 0) {
 		return fmt.Errorf("%s record with origin %d", o.kind, m.origin)
 	}
+	if m.id < s.nextID {
+		return fmt.Errorf("device id %d was used before (next id %d)", m.id, s.nextID)
+	}
 	d := &device{meta: m.clone(), m: extent.NewMap()}
 	if o.kind == opSnapshot {
 		origin, ok := s.devs[m.origin]
 		if !ok {
 			return fmt.Errorf("snapshot of unknown device %d", m.origin)
+		}
+		if m.size != origin.meta.size {
+			return fmt.Errorf("snapshot of %d bytes of a device of %d bytes", m.size, origin.meta.size)
+		}
+		full := false
+		origin.m.Ascend(func(e extent.Mapping) bool {
+			full = !s.canInc(e.P, e.Len)
+			return !full
+		})
+		if full {
+			return fmt.Errorf("reference count overflow")
 		}
 		d.m = origin.m.Clone()
 		d.hint = origin.hint

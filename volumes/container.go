@@ -173,23 +173,28 @@ func (m *Manager) CreateContainer(name string, o ContainerOptions) (*Container, 
 			}
 		}
 	}
-	if _, err := m.pool.Snapshot(img.name(), dev, false); err != nil {
+	// The snapshot and its record are one commit; a container that must
+	// grow is ready only once its filesystem has.
+	labels := map[string]string{labelRole: roleContainer, labelState: stateReady, labelCreated: now(),
+		labelImage: img.labels[labelRef], labelMounts: jsonLabel(o.Mounts), labelFS: img.labels[labelFS]}
+	grow := o.Size > img.info.Size
+	if grow {
+		labels[labelSizeRq], labels[labelState] = fmt.Sprint(o.Size), stateCreating
+	}
+	if _, err := m.pool.SnapshotLabeled(img.name(), dev, false, labels); err != nil {
 		if errors.Is(err, thinpool.ErrExists) {
 			return nil, fmt.Errorf("%w: container %q", ErrExists, name)
 		}
 		return nil, err
 	}
-	labels := map[string]string{labelRole: roleContainer, labelState: stateCreating, labelCreated: now(),
-		labelImage: img.labels[labelRef], labelMounts: jsonLabel(o.Mounts)}
-	if o.Size > img.info.Size {
-		labels[labelSizeRq] = fmt.Sprint(o.Size)
+	if grow {
 		if err := m.grow(dev, img.labels[labelFS], o.Size); err != nil {
 			return nil, errors.Join(err, m.pool.Delete(dev))
 		}
-	}
-	labels[labelState] = stateReady
-	if err := m.pool.SetLabels(dev, labels); err != nil {
-		return nil, errors.Join(err, m.pool.Delete(dev))
+		labels[labelState] = stateReady
+		if err := m.pool.SetLabels(dev, labels); err != nil {
+			return nil, errors.Join(err, m.pool.Delete(dev))
+		}
 	}
 	return m.InspectContainer(name)
 }

@@ -196,14 +196,11 @@ func (m *Manager) importOne(ctx context.Context, base record, ref string, img ar
 	if len(img.Config) > thinpool.MaxLabelValueLen {
 		return nil, fmt.Errorf("image config of %d bytes is larger than %d", len(img.Config), thinpool.MaxLabelValueLen)
 	}
-	if _, err := m.pool.Snapshot(parent, dev, true); err != nil {
-		return nil, err
-	}
 	labels := map[string]string{labelRole: roleImage, labelState: stateReady, labelRef: ref, labelFS: "ext4",
 		labelLayers: jsonLabel(chain), labelConfig: string(img.Config), labelConfigDigest: img.ConfigDigest,
 		labelCreated: img.Created.UTC().Format(time.RFC3339Nano)}
-	if err := m.pool.SetLabels(dev, labels); err != nil {
-		return nil, errors.Join(err, m.pool.Delete(dev))
+	if _, err := m.pool.SnapshotLabeled(parent, dev, true, labels); err != nil {
+		return nil, err
 	}
 	m.gcLayers()
 	return m.InspectImage(ref)
@@ -214,13 +211,10 @@ func (m *Manager) importOne(ctx context.Context, base record, ref string, img ar
 func (m *Manager) applyLayer(ctx context.Context, parent, dev, chainID, parentChain string, l archive.Layer, progress func(int64)) error {
 	labels := map[string]string{labelRole: roleLayer, labelState: stateCreating, labelChainID: chainID,
 		labelDiffID: l.DiffID, labelParent: parentChain, labelFS: "ext4", labelCreated: now()}
-	if _, err := m.pool.Snapshot(parent, dev, false); err != nil {
+	if _, err := m.pool.SnapshotLabeled(parent, dev, false, labels); err != nil {
 		return err
 	}
 	fail := func(err error) error { return errors.Join(err, m.pool.Delete(dev)) }
-	if err := m.pool.SetLabels(dev, labels); err != nil {
-		return fail(err)
-	}
 	dir := filepath.Join(m.runDir, "layers", strings.TrimPrefix(dev, layerPrefix))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fail(err)
@@ -447,25 +441,22 @@ func (m *Manager) CommitContainer(name, ref string) (*Image, error) {
 		newChain = diffID
 	}
 	dev := layerDevice(newChain)
-	if _, err := m.pool.Snapshot(c.name(), dev, true); err != nil {
+	labels := map[string]string{labelRole: roleLayer, labelState: stateCreating, labelChainID: newChain, labelDiffID: diffID,
+		labelParent: prev, labelFS: src.labels[labelFS], labelCreated: now()}
+	if _, err := m.pool.SnapshotLabeled(c.name(), dev, true, labels); err != nil {
 		return nil, err
 	}
 	size, _ := m.addedBytes(src.name(), dev)
-	labels := map[string]string{labelRole: roleLayer, labelState: stateReady, labelChainID: newChain, labelDiffID: diffID,
-		labelParent: prev, labelFS: src.labels[labelFS], labelCreated: now(), labelSize: fmt.Sprint(size)}
+	labels[labelSize], labels[labelState] = fmt.Sprint(size), stateReady
 	if err := m.pool.SetLabels(dev, labels); err != nil {
 		return nil, errors.Join(err, m.pool.Delete(dev))
 	}
 	cfg := commitConfig([]byte(src.labels[labelConfig]), diffID, name)
-	imgDev := imagePrefix + ref
-	if _, err := m.pool.Snapshot(dev, imgDev, true); err != nil {
-		return nil, errors.Join(err, m.pool.Delete(dev))
-	}
 	ilabels := map[string]string{labelRole: roleImage, labelState: stateReady, labelRef: ref, labelFS: src.labels[labelFS],
 		labelLayers: jsonLabel(append(append([]string{}, chain...), newChain)), labelConfig: string(cfg),
 		labelConfigDigest: digestOf(string(cfg)), labelCreated: now()}
-	if err := m.pool.SetLabels(imgDev, ilabels); err != nil {
-		return nil, errors.Join(err, m.pool.Delete(imgDev), m.pool.Delete(dev))
+	if _, err := m.pool.SnapshotLabeled(dev, imagePrefix+ref, true, ilabels); err != nil {
+		return nil, errors.Join(err, m.pool.Delete(dev))
 	}
 	return m.InspectImage(ref)
 }

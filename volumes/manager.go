@@ -327,8 +327,20 @@ func (m *Manager) Busy(name string) error {
 func (m *Manager) Close() error {
 	close(m.stop)
 	<-m.stopped
-	m.mu.Lock()
 	var errs []error
+	// Containers first: their volume and bind mounts sit on their roots.
+	m.mu.Lock()
+	mounted := make(map[string]*mountedContainer, len(m.mounted))
+	for dev, mt := range m.mounted {
+		mounted[dev] = mt
+	}
+	m.mu.Unlock()
+	for dev, mt := range mounted {
+		if err := m.unmountContainer(dev, mt); err != nil {
+			errs = append(errs, fmt.Errorf("unmount container %s: %w", dev, err))
+		}
+	}
+	m.mu.Lock()
 	for _, a := range m.att {
 		if dir, ok := blockdev.MountedAt(a.Loop); ok {
 			if err := blockdev.Unmount(dir); err != nil {

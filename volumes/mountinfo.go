@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -34,6 +35,32 @@ func mountedAt(dir string) (string, bool) {
 		}
 	}
 	return src, found // the last mount at dir is the visible one
+}
+
+// mountsUnder lists the mount points strictly below dir, in the order to
+// unmount them: the reverse of /proc/self/mountinfo's, so that a mount goes
+// before the one it sits on.
+func mountsUnder(dir string) []string {
+	dir = filepath.Clean(dir)
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		if p := unescape(fields[4]); strings.HasPrefix(p, dir+"/") {
+			out = append(out, p)
+		}
+	}
+	slices.Reverse(out)
+	return out
 }
 
 // unescape undoes mountinfo's octal escapes (\040 for a space).
