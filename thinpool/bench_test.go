@@ -688,9 +688,9 @@ func BenchmarkOpen(b *testing.B) {
 		// per operation (FORMAT.md "Journal entry").
 		opBytes = 30
 	)
-	// The journal is an eighth of the metadata area, at most 16 MiB, in
+	// The journal is an eighth of the metadata area, at most 8 MiB, in
 	// whole sectors (FORMAT.md "Sizing the metadata area").
-	journal := min(thinpool.DefaultMetadataSize(dataSize, blockSize)/8, 16*mib) &^ (4*kib - 1)
+	journal := min(thinpool.DefaultMetadataSize(dataSize, blockSize)/8, 8*mib) &^ (4*kib - 1)
 	tail := int(journal*95/100/opBytes) / perSync * perSync
 	if tail > nmapped {
 		tail = nmapped / perSync * perSync

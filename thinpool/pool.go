@@ -30,8 +30,8 @@ const (
 	maxDataBlocks   = 1 << 40
 	maxDataBytes    = 1 << 60 // data area size limit, so offsets never overflow
 	// maxJournalSize bounds replay at open: about 2.5 µs per replayed
-	// operation, so 16 MiB of small entries replays in well under 2 s.
-	maxJournalSize = 16 << 20
+	// operation, so 8 MiB of small entries replays in about 1 s.
+	maxJournalSize = 8 << 20
 )
 
 // Options configure a new pool.
@@ -49,7 +49,7 @@ type Options struct {
 
 // DefaultMetadataSize is the metadata area for a pool: 160 bytes per data
 // block, rounded up to 1 MiB, from 4 MiB to 16 GiB. The journal takes an
-// eighth (at most 16 MiB) and the state may use a third of the rest (M1):
+// eighth (at most 8 MiB) and the state may use a third of the rest (M1):
 // about 47 to 53 bytes per block up to 7.7 TiB of data, room for one extent
 // (24 bytes) and one reference run (20 bytes) per block, the worst case of a
 // pool written in random order without snapshots. Larger pools are clamped
