@@ -162,6 +162,13 @@ func Cleanup(runDir string, logf func(string, ...any)) error {
 				break
 			}
 			logf("stale mount of %s at %s: unmounting", l.Dev, dir)
+			// A container's root holds its volume and bind mounts.
+			for _, sub := range mountsUnder(dir) {
+				logf("stale mount at %s (under %s): unmounting", sub, dir)
+				if err := blockdev.Unmount(sub); err != nil {
+					errs = append(errs, fmt.Errorf("unmount %s: %w", sub, err))
+				}
+			}
 			if err := blockdev.Unmount(dir); err != nil {
 				errs = append(errs, fmt.Errorf("unmount %s: %w", dir, err))
 				break
@@ -328,16 +335,17 @@ func (m *Manager) Close() error {
 	close(m.stop)
 	<-m.stopped
 	var errs []error
-	// Containers first: their volume and bind mounts sit on their roots.
+	// Containers first: their volume and bind mounts sit on their root
+	// filesystem, which cannot be unmounted under them.
 	m.mu.Lock()
-	mounted := make(map[string]*mountedContainer, len(m.mounted))
+	containers := make(map[string]*mountedContainer, len(m.mounted))
 	for dev, mt := range m.mounted {
-		mounted[dev] = mt
+		containers[dev] = mt
 	}
 	m.mu.Unlock()
-	for dev, mt := range mounted {
+	for dev, mt := range containers {
 		if err := m.unmountContainer(dev, mt); err != nil {
-			errs = append(errs, fmt.Errorf("unmount container %s: %w", dev, err))
+			errs = append(errs, fmt.Errorf("unmount container %q: %w", strings.TrimPrefix(dev, containerPrefix), err))
 		}
 	}
 	m.mu.Lock()
