@@ -498,6 +498,9 @@ func TestImageImportConcurrent(t *testing.T) {
 	ti := buildImages(t)
 	e := newEnv(t, "20G")
 	other := writeImage(t, "other:1", newLayer(t).file("other", noise(40, 64<<10)).bytes())
+	// Concurrent first commands each start a daemon and all but one fail
+	// (the pool is locked): start it first.
+	e.must("daemon", "start")
 	for round := range 3 {
 		var wg sync.WaitGroup
 		errs := make([]string, 3)
@@ -1352,7 +1355,7 @@ func TestContainerBenchmarks(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustSh(t, 5*time.Minute, fmt.Sprintf("tar -C %s -xf %s && sync -f %s", lower, rootfs, lower))
-	fsType := strings.TrimSpace(mustSh(t, time.Minute, "stat -f -c %T "+lower))
+	fsType := strings.TrimSpace(mustSh(t, time.Minute, "stat -f -c %T "+lower)) // ext4 reads as ext2/ext3
 	for r := range rounds {
 		for m := range methods {
 			rd := filepath.Join(ovlDir, fmt.Sprintf("%d-%d", r, m))

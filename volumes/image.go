@@ -112,6 +112,8 @@ func (m *Manager) ImportImage(ctx context.Context, path string, stdin io.Reader,
 		return nil, err
 	}
 	defer ar.Close()
+	m.images.Lock()
+	defer m.images.Unlock()
 	if len(ar.Images) == 0 {
 		return nil, fmt.Errorf("%s holds no image", path)
 	}
@@ -369,6 +371,8 @@ func (m *Manager) ListImages() []*Image {
 // RemoveImage deletes an image. It is refused while a container uses it;
 // its layers stay while another image needs them.
 func (m *Manager) RemoveImage(ref string) error {
+	m.images.Lock()
+	defer m.images.Unlock()
 	r, err := m.image(ref)
 	if err != nil {
 		return err
@@ -418,6 +422,8 @@ func (m *Manager) rollback() error {
 // The layer's diff ID is synthetic (no tar is made): sha256 of the
 // container device and time.
 func (m *Manager) CommitContainer(name, ref string) (*Image, error) {
+	m.images.Lock()
+	defer m.images.Unlock()
 	c, err := m.container(name)
 	if err != nil {
 		return nil, err

@@ -79,6 +79,13 @@ type Manager struct {
 
 	// mounted are the containers mounted now, by device name.
 	mounted map[string]*mountedContainer
+
+	// images serializes what makes or deletes layers and images (imports,
+	// image removal, commits and the layer GC they run): an import's new
+	// layers are ready but unlisted until its image is made, and another
+	// import's GC would delete them; two imports would make, or take for
+	// half-made and delete, the same base device or layer.
+	images sync.Mutex
 }
 
 // Start cleans whatever a previous daemon of this run directory left
