@@ -258,6 +258,13 @@ func (a *app) startDaemon(abs string) error {
 		}
 		select {
 		case <-exited:
+			// Another command may have started a daemon first: use it.
+			for i := 0; i < 100; i++ {
+				if daemonAnswers(abs) {
+					return nil
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
 			return fmt.Errorf("the daemon exited at start: %s", lastLine(logPath))
 		case <-deadline:
 			return fmt.Errorf("the daemon did not answer within 20s (log: %s)", logPath)
