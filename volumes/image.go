@@ -60,7 +60,7 @@ type ImportOptions struct {
 // image finds an image by name (a missing tag means "latest").
 func (m *Manager) image(ref string) (record, error) {
 	ref = normalizeRef(ref)
-	return lookup(m.pool, imagePrefix+ref, roleImage, "image", ref)
+	return lookup(m.pool, imageDevice(ref), roleImage, "image", ref)
 }
 
 func normalizeRef(ref string) string {
@@ -134,7 +134,7 @@ func (m *Manager) ImportImage(ctx context.Context, path string, stdin io.Reader,
 			ref = "sha256:" + strings.TrimPrefix(img.ConfigDigest, "sha256:")[:12]
 		}
 		ref = normalizeRef(ref)
-		if err := thinpool.ValidateName(imagePrefix + ref); err != nil {
+		if err := thinpool.ValidateName(imageDevice(ref)); err != nil {
 			return out, fmt.Errorf("%w: image name %q", thinpool.ErrInvalid, ref)
 		}
 		im, err := m.importOne(ctx, base, ref, img, o.Progress)
@@ -182,7 +182,7 @@ func (m *Manager) importOne(ctx context.Context, base record, ref string, img ar
 		}
 		parent = dev
 	}
-	dev := imagePrefix + ref
+	dev := imageDevice(ref)
 	if r, err := lookup(m.pool, dev, roleImage, "image", ref); err == nil {
 		if r.labels[labelConfigDigest] == img.ConfigDigest && r.ready() {
 			return m.InspectImage(ref)
@@ -461,7 +461,7 @@ func (m *Manager) CommitContainer(name, ref string) (*Image, error) {
 	ilabels := map[string]string{labelRole: roleImage, labelState: stateReady, labelRef: ref, labelFS: src.labels[labelFS],
 		labelLayers: jsonLabel(append(append([]string{}, chain...), newChain)), labelConfig: string(cfg),
 		labelConfigDigest: digestOf(string(cfg)), labelCreated: now()}
-	if _, err := m.pool.SnapshotLabeled(dev, imagePrefix+ref, true, ilabels); err != nil {
+	if _, err := m.pool.SnapshotLabeled(dev, imageDevice(ref), true, ilabels); err != nil {
 		return nil, errors.Join(err, m.pool.Delete(dev))
 	}
 	return m.InspectImage(ref)
@@ -546,4 +546,11 @@ func PoolInfo(p *thinpool.Pool) Info {
 		i.BaseSize, i.BackingFS = DefaultBaseSize, "ext4"
 	}
 	return i
+}
+
+// imageDevice is the device name of an image: references such as
+// ghcr.io/org/app:1 hold '/', which device names cannot, so it is written
+// %2F (the image.ref label keeps the reference as given).
+func imageDevice(ref string) string {
+	return imagePrefix + strings.ReplaceAll(ref, "/", "%2F")
 }
