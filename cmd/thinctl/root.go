@@ -168,7 +168,7 @@ func (a *app) poolErr(err error) error {
 // describe turns an error into the one line printed after "thinctl: ".
 func (a *app) describe(err error) string {
 	msg := err.Error()
-	for _, prefix := range []string{"volumes: device is busy: ", "volumes: not attached: ", "thinpool: ", "volumes: ", "blockdev: "} {
+	for _, prefix := range []string{"volumes: device is busy: ", "volumes: not attached: ", "volumes: in use: ", "thinpool: ", "volumes: ", "blockdev: "} {
 		msg = strings.ReplaceAll(msg, prefix, "")
 	}
 	return msg
