@@ -559,7 +559,7 @@ jq -s --argjson machine "$machine" --argjson params "$params" --argjson fio "$fi
 	def stats: map(select(.value != null)) as $ok |
 		{unit: ([.[].unit // empty][0]), n: ($ok | length), failed: (length - ($ok | length)),
 		 median: ($ok | map(.value) | median), min: ($ok | map(.value) | min), max: ($ok | map(.value) | max),
-		 values: map(.value),
+		 values: map(.value), why: ([.[].why // empty][0]),
 		 server_cpu_s_per_gib: ([$ok[].server_cpu_s_per_gib // empty] | median),
 		 machine_idle_pct: ([$ok[].machine_idle_pct // empty] | median)};
 	def ratio($w; $a; $b): if ($w[$a].median // 0) == 0 or ($w[$b].median // 0) == 0 or $w[$a].unit == "ok" then null
@@ -567,9 +567,18 @@ jq -s --argjson machine "$machine" --argjson params "$params" --argjson fio "$fi
 	. as $all |
 	($all | group_by(.workload) | map({key: .[0].workload,
 		value: (group_by(.target) | map({key: .[0].target, value: stats}) | from_entries)}) | from_entries) as $s |
-	($s | with_entries(.value |= (. as $w | {targets: $w,
-		ratios: {thin_plain: ratio($w; "thin"; "plain"), thin_qcow2: ratio($w; "thin"; "qcow2"),
-		         thin_qcow2buf: ratio($w; "thin"; "qcow2buf")}}))) as $sum |
+	# paired: the ratio within each run (targets measured a minute apart),
+	# min and max over the runs: how much the machine moved the ratio.
+	def paired($rs; $b): [$rs[] | select(.target == "thin") as $x | $rs[] | select(.target == $b and .run == $x.run) |
+		if .unit == "s" then .value / $x.value else $x.value / .value end] |
+		if length == 0 then null else {min: min, max: max, n: length} end;
+	($s | to_entries | map(.key as $wl | .value as $w |
+		($all | map(select(.workload == $wl and .value != null and .value != 0 and .unit != "ok"))) as $rs |
+		{key: $wl, value: {targets: $w,
+		 ratios: {thin_plain: ratio($w; "thin"; "plain"), thin_qcow2: ratio($w; "thin"; "qcow2"),
+		          thin_qcow2buf: ratio($w; "thin"; "qcow2buf")},
+		 paired_ratios: {thin_plain: paired($rs; "plain"), thin_qcow2: paired($rs; "qcow2"),
+		          thin_qcow2buf: paired($rs; "qcow2buf")}}}) | from_entries) as $sum |
 	{machine: $machine, params: $params, setup: $setup, fio_commands: $fio, summary: $sum,
 	 target_check: [("ext4-seqwrite", "ext4-seqread") as $w | select($sum[$w] != null) | $sum[$w].ratios as $r |
 		{workload: $w, thin_plain: $r.thin_plain, thin_plain_ok: (($r.thin_plain // 0) >= 0.7),
@@ -583,7 +592,7 @@ jq -r '
 		elif . >= 100 then "\(. | round)" elif . >= 10 then "\(. * 10 | round / 10)" else "\(. * 100 | round / 100)" end;
 	def cell: if . == null then "–"
 		elif .unit == "ok" then (if .min == 1 then "intact (\(.n)/\(.n))" else "**CORRUPT** (\([.values[] | select(. == 0)] | length)/\(.n + .failed) runs)" end)
-		elif .median == null then "failed"
+		elif .median == null then (.why // "failed")
 		elif .n == 1 then "\(.median | f)"
 		else "\(.median | f) (\(.min | f)–\(.max | f))" + (if .failed > 0 then " [\(.failed) failed]" else "" end) end;
 	def r: if . == null then "–" else "\(. * 100 | round / 100)" end;
@@ -614,15 +623,16 @@ jq -r '
 	"",
 	"**Machine:** Linux \($m.kernel), \($m.cpu), \($m.cores) cores, \($m.memory) RAM; work directory on \($m.workdir_fs); load average \($m.loadavg_start) at the start, \($m.loadavg_end) at the end; \($m.fio); \($m.qemu).",
 	"",
-	"Median of \($p.runs) runs (min–max); MiB/s, or IOPS; higher is better. Every target is a loop device over a file in the same work directory. Each run sets all targets up afresh, at once, and runs each workload on every target in turn (the order rotates from run to run), so compared numbers were taken within a minute or two of each other. Ratios are of the medians.",
+	"Median of \($p.runs) runs (min–max); MiB/s, or IOPS; higher is better. Every target is a loop device over a file in the same work directory. Each run sets all targets up afresh, at once, and runs each workload on every target in turn (the order rotates from run to run), so compared numbers were taken within a minute or two of each other. Ratios are of the medians; in brackets, the lowest and highest ratio within one run.",
 	"",
-	"Reading it: thinpool and qemu-storage-daemon do buffered I/O on their files, so reads of recently written data come from the host page cache, while the plain loop device (direct I/O) reads the disk every time: FUSE-target reads can beat the \"limit\". Writes end with an fsync, so they pay for the disk. qemu-storage-daemon 7.2 acknowledges a punch-hole without zeroing (discard is ignored by default), which makes mkfs on the qcow2 targets fast and, with loop direct I/O on, the data check fails: its numbers measure a path that corrupts data.",
+	"Reading it: thinpool and qemu-storage-daemon do buffered I/O on their files, so reads of recently written data come from the host page cache, while the plain loop device (direct I/O) reads the disk every time: FUSE-target reads can beat the \"limit\". Writes end with an fsync, so they pay for the disk, but a time-based overwrite of one region lets the page cache absorb rewrites (only the last version of a block reaches the disk), so FUSE-target overwrite rates are not disk rates either. qemu-storage-daemon 7.2 acknowledges a punch-hole without zeroing (its discard is ignored by default), which makes mkfs on the qcow2 targets fast. With loop direct I/O on, its FUSE export stores wrong data when writes overlap (see the data check): the `qcow2, loop dio on` numbers measure a path that corrupts data, and ext4 made on it is broken.",
 	"",
 	"| Workload | " + ($ts | map(tlabel) | join(" | ")) + " | " + ($rs | map(.[1]) | join(" | ")) + " |",
 	"|---" + ("|---" * (($ts | length) + ($rs | length))) + "|",
 	($order[] as $w | select($d.summary[$w] != null) | $d.summary[$w] as $s |
 		"| \($w | wlabel) | " + ($ts | map(. as $t | $s.targets[$t] | cell) | join(" | ")) + " | " +
-		($rs | map(.[2] as $k | $s.ratios[$k] | r) | join(" | ")) + " |"),
+		($rs | map(.[2] as $k | ($s.ratios[$k] | r) +
+			($s.paired_ratios[$k] | if . == null or .n < 2 then "" else " (\(.min | r)–\(.max | r))" end)) | join(" | ")) + " |"),
 	"",
 	(if ($d.target_check | length) > 0 then
 		"**Target:** sequential write and read through ext4 on our loop device ≥ 0.7× the same on a loop device over a plain sparse file, and ≥ 1.0× a qcow2 image.",
