@@ -296,3 +296,26 @@ func within(d time.Duration, fn func() error) error {
 		return errTimeout
 	}
 }
+
+// AbortMount aborts the FUSE connection of the thinpool filesystem mounted at
+// dir without sending it any request, so that I/O stuck on a server that is
+// dying (killed while one of its own threads waits on that I/O) fails and
+// the server can exit. It finds the connection in /proc/self/mountinfo.
+func AbortMount(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	mounts, err := readMountinfo()
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		if m.dir == abs && m.fstype == "fuse.thinpool" {
+			if conn, ok := connOf(m.devID); ok {
+				return abortConn(conn)
+			}
+		}
+	}
+	return nil
+}

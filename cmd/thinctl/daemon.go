@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/thinpool/thinpool/blockdev"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes"
 )
@@ -82,6 +83,7 @@ func (a *app) forward(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
+	reapStuckDaemon(volumes.RunDir(abs))
 	sock := volumes.Socket(volumes.RunDir(abs))
 	if _, err := os.Stat(sock); err != nil {
 		if !needsDaemon(cmd) {
@@ -206,6 +208,7 @@ func (a *app) daemonStartCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			reapStuckDaemon(volumes.RunDir(abs))
 			if pid, ok := daemonPID(abs); ok {
 				a.say("daemon for %s is already running (pid %d)", abs, pid)
 				return nil
@@ -271,6 +274,38 @@ func (a *app) startDaemon(abs string) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// reapStuckDaemon frees a killed daemon that cannot exit: its main thread is
+// a zombie while another of its threads waits, uninterruptibly, on I/O that
+// only the daemon's own (dead) FUSE server could serve (an unmount's
+// writeback, a last close's flush). Such a process keeps the pool lock, and
+// its socket still accepts connections. Aborting that FUSE connection fails
+// the I/O, the process exits, and the lock goes with it.
+func reapStuckDaemon(runDir string) {
+	b, err := os.ReadFile(filepath.Join(runDir, "pid"))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || !stuckExiting(pid) {
+		return
+	}
+	_ = blockdev.AbortMount(filepath.Join(runDir, "fuse"))
+	for i := 0; i < 200 && stuckExiting(pid); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stuckExiting reports whether process pid is exiting but cannot: its main
+// thread is a zombie while other threads remain.
+func stuckExiting(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	return strings.Contains(s, "State:\tZ") && !strings.Contains(s, "Threads:\t1\n")
 }
 
 func lastLine(path string) string {
