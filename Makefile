@@ -22,8 +22,8 @@ demo: build  ## the main job end to end: pool, device, import, snapshot, diff, i
 docs: build  ## man pages for every command into docs/man
 	./bin/thinctl docs docs/man
 
-test: fmt-check vet  ## gofmt + vet + go test -race (ENABLE_RACE=0 drops -race), then the root tests (skip when not root)
-	$(GO) test $(RACE) -count=1 -timeout $(TIMEOUT) $(PKGS)
+test: fmt-check vet  ## gofmt + vet + go test -race (ENABLE_RACE=0 drops -race), one package at a time (loop devices and mounts are machine-wide), then the root tests (skip when not root)
+	$(GO) test $(RACE) -p 1 -count=1 -timeout $(TIMEOUT) $(PKGS)
 	$(GO) test -tags integration -count=1 -timeout 20m ./test/
 
 test-root:  ## only the root integration tests: FUSE, loop devices, filesystems, kill -9
