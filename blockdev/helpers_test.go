@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -300,6 +301,13 @@ func mustAttach(t testing.TB, s *Server, path string, o LoopOptions) string {
 }
 
 func cleanupLoop(t testing.TB, s *Server, dev string) {
+	// The loop device may be gone already and taken by someone else since:
+	// touch only a device still backed by one of this server's files.
+	if s != nil {
+		if backing, ok := backingFile(dev); !ok || !strings.HasPrefix(backing, s.Dir()+"/") {
+			return
+		}
+	}
 	teardown := func() error {
 		for {
 			dir, ok := MountedAt(dev)
