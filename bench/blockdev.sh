@@ -109,7 +109,10 @@ done
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$REPO/bench/results}
 
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+# fd 3 and 4 are the script's stderr and stdout: a signal trap runs inside
+# whatever function was running, with that function's redirections.
+exec 3>&2 4>&1
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&3; }
 die() { log "FATAL: $*"; exit 1; }
 
 # --- preconditions ---------------------------------------------------------
@@ -139,7 +142,7 @@ CLEANED=0
 run() {
 	local t=$1 rc=0
 	shift
-	timeout -k 10 "$t" "$@" &
+	timeout -k 10 "$t" "$@" 3>&- 4>&- &
 	CHILD=$!
 	wait "$CHILD" || rc=$?
 	CHILD=
@@ -196,6 +199,7 @@ cleanup() {
 	[ "$CLEANED" = 1 ] && return
 	CLEANED=1
 	trap '' INT TERM HUP
+	exec 1>&4 2>&3
 	[ -n "$CHILD" ] && stop_pid "$CHILD" 10
 	[ -n "$PERFPID" ] && stop_pid "$PERFPID" 5
 	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
@@ -318,7 +322,7 @@ qcow2_up() { # qcow2_up TARGET on|off
 		--blockdev driver=file,node-name=f0,filename="$img" \
 		--blockdev driver=qcow2,node-name=q0,file=f0 \
 		--export type=fuse,id=e0,node-name=q0,mountpoint="$file",writable=on \
-		>"$dir/qsd.log" 2>&1 &
+		>"$dir/qsd.log" 2>&1 3>&- 4>&- &
 	qsd=$!
 	QSDS+=("$qsd")
 	TPID[$t]=$qsd
@@ -391,7 +395,7 @@ measure() {
 	case $wl in *write*) dir=write ;; *) dir=read ;; esac
 	case $wl in *first*) secs=600 ;; *) secs=$((RUNTIME + RAMP + 180)) ;; esac
 	if [ -n "$PERFDIR" ] && [ -n "$pid" ]; then
-		perf record -q -e cpu-clock -F 999 -g -p "$pid" -o "$PERFDIR/$t-$wl-r$r.data" >/dev/null 2>&1 &
+		perf record -q -e cpu-clock -F 999 -g -p "$pid" -o "$PERFDIR/$t-$wl-r$r.data" >/dev/null 2>&1 3>&- 4>&- &
 		PERFPID=$!
 	fi
 	local t0 t1 c0 c1 i0 i1
