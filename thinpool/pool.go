@@ -1,11 +1,13 @@
 package thinpool
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -611,7 +613,17 @@ func (p *Pool) releaseFrees() {
 	}
 	p.ioGate.Lock()
 	p.ioGate.Unlock() //nolint:staticcheck // an empty critical section is the barrier
-	for _, r := range runs {
+	// Punch merged runs: mkfs frees thousands of neighbouring runs.
+	merged := slices.SortedFunc(slices.Values(runs), func(a, b extent.Run) int { return cmp.Compare(a.P, b.P) })
+	out := merged[:0]
+	for _, r := range merged {
+		if k := len(out) - 1; k >= 0 && out[k].End() == r.P {
+			out[k].Len += r.Len
+			continue
+		}
+		out = append(out, r)
+	}
+	for _, r := range out {
 		// Best effort: blocks are zeroed on reuse whether or not this works.
 		_ = p.f.PunchHole(p.dataOff(r.P), int64(r.Len)*p.bs)
 	}
