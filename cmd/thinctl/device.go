@@ -142,6 +142,17 @@ func (a *app) printDevice(p *thinpool.Pool, t *thinpool.Thin, format string) err
 	return nil
 }
 
+// withDevices opens the pool and calls fn with every device's view.
+func (a *app) withDevices(fn func([]deviceJSON) error) error {
+	return a.withPool(func(p *thinpool.Pool) error {
+		devs, err := a.devices(p)
+		if err != nil {
+			return err
+		}
+		return fn(devs)
+	})
+}
+
 // devices returns every device's view, with snapshot chains and, inside
 // the daemon, where each is attached and mounted.
 func (a *app) devices(p *thinpool.Pool) ([]deviceJSON, error) {
@@ -191,11 +202,7 @@ func (a *app) deviceLsCmd() *cobra.Command {
 		Short:   "List thin devices",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withPool(func(p *thinpool.Pool) error {
-				devs, err := a.devices(p)
-				if err != nil {
-					return err
-				}
+			return a.withDevices(func(devs []deviceJSON) error {
 				return a.deviceTable(devs)
 			})
 		},
@@ -244,11 +251,7 @@ func (a *app) deviceInspectCmd() *cobra.Command {
 		Short: "Show everything about a device (JSON)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withPool(func(p *thinpool.Pool) error {
-				devs, err := a.devices(p)
-				if err != nil {
-					return err
-				}
+			return a.withDevices(func(devs []deviceJSON) error {
 				for _, d := range devs {
 					if d.Name == args[0] {
 						return a.printJSON(d)
@@ -422,11 +425,7 @@ filesystem-consistent snapshot of a mounted device, freeze the filesystem
 		Short:   "List devices that have an origin, with their chain",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withPool(func(p *thinpool.Pool) error {
-				devs, err := a.devices(p)
-				if err != nil {
-					return err
-				}
+			return a.withDevices(func(devs []deviceJSON) error {
 				snaps := []deviceJSON{}
 				for _, d := range devs {
 					if d.OriginID != 0 {
