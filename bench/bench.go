@@ -315,7 +315,7 @@ func (t *Table) row(id, title string, x float64) *Row {
 // record adds one sample.
 func (h *harness) record(t *Table, r *Row, target string, v float64) {
 	r.Samples[target] = append(r.Samples[target], v)
-	h.logf("  %-40s %-16s %s %s", r.Title, target, formatValue(v), t.Unit)
+	h.logf("  %-40s %-16s %s %s", r.Title, target, FormatValue(v), t.Unit)
 }
 
 // note attaches a note to target's cell of r.
@@ -380,15 +380,4 @@ func oneLine(s string) string {
 		s = s[:i] + " …"
 	}
 	return s
-}
-
-func formatValue(v float64) string {
-	switch {
-	case v >= 100:
-		return fmt.Sprintf("%.0f", v)
-	case v >= 10:
-		return fmt.Sprintf("%.1f", v)
-	default:
-		return fmt.Sprintf("%.3g", v)
-	}
 }

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"golang.org/x/sys/unix"
 )
 
@@ -132,3 +133,5 @@ func describeMachine(work string) Machine {
 	}
 	return m
 }
+
+func ibytes(n int64) string { return humanize.IBytes(uint64(n)) }

@@ -36,7 +36,7 @@ func (d *daemon) shutdown() { d.stopOnce.Do(func() { close(d.stop) }) }
 func localOnly(cmd *cobra.Command) bool {
 	for c := cmd; c != nil; c = c.Parent() {
 		switch c.Name() {
-		case "daemon", "version", "completion", "docs", "help", "__complete":
+		case "daemon", "version", "completion", "docs", "help", "__complete", "bench":
 			return true
 		}
 	}

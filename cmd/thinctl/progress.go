@@ -29,6 +29,8 @@ type progress struct {
 	// total is the number of bytes expected, or 0 if unknown: then there is
 	// no bar, percentage or ETA.
 	total int64
+	// count makes done and total counts of steps rather than bytes.
+	count bool
 	// width is the terminal's width in columns (lines are cut to fit), or 0
 	// if unknown.
 	width int
@@ -97,7 +99,11 @@ func (p *progress) render(done int64, elapsed time.Duration) string {
 		if fill < progressBarWidth {
 			bar += ">" + strings.Repeat(" ", progressBarWidth-fill-1)
 		}
-		fmt.Fprintf(&b, "  [%s] %3.0f%%  %s / %s", bar, frac*100, formatSize(done), formatSize(p.total))
+		if p.count {
+			fmt.Fprintf(&b, "  [%s] %3.0f%%  %d/%d", bar, frac*100, done, p.total)
+		} else {
+			fmt.Fprintf(&b, "  [%s] %3.0f%%  %s / %s", bar, frac*100, formatSize(done), formatSize(p.total))
+		}
 	} else {
 		fmt.Fprintf(&b, "  %s", formatSize(done))
 	}
@@ -105,7 +111,9 @@ func (p *progress) render(done int64, elapsed time.Duration) string {
 		return b.String()
 	}
 	rate := float64(done) / elapsed.Seconds()
-	fmt.Fprintf(&b, "  %s/s", formatSize(int64(rate)))
+	if !p.count {
+		fmt.Fprintf(&b, "  %s/s", formatSize(int64(rate)))
+	}
 	if p.total > 0 && done < p.total {
 		eta := time.Duration(float64(p.total-done) / rate * float64(time.Second))
 		fmt.Fprintf(&b, "  ETA %s", eta.Round(time.Second))

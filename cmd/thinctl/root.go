@@ -114,7 +114,7 @@ Sizes take binary units as LVM does: 10G = 10 GiB, 512M, 64K, 1.5T.`,
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only what scripts need; no progress bars")
 	root.AddCommand(a.poolCmd(), a.deviceCmd(), a.snapshotCmd(), a.versionCmd(), a.daemonCmd())
 	root.AddCommand(a.imageCmd(), a.containerCmd(), a.volumeCmd(), a.infoCmd())
-	root.AddCommand(a.docsCmd(root))
+	root.AddCommand(a.benchCmd(), a.docsCmd(root))
 	return root
 }
 
