@@ -83,8 +83,8 @@ func parseFio(out []byte) (fioResult, error) {
 	}
 	var v struct {
 		Jobs []struct {
-			Error      int     `json:"error"`
-			JobRuntime float64 `json:"job_runtime"` // ms
+			Error       int     `json:"error"`
+			JobRuntime  float64 `json:"job_runtime"` // ms
 			Read, Write struct {
 				BWBytes  float64 `json:"bw_bytes"`
 				IOPS     float64 `json:"iops"`

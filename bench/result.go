@@ -28,15 +28,15 @@ type Report struct {
 
 // Machine describes where the report was measured.
 type Machine struct {
-	Kernel   string            `json:"kernel"`
-	CPU      string            `json:"cpu"`
-	Cores    int               `json:"cores"`
-	MemoryB  int64             `json:"memory_bytes"`
-	WorkDir  string            `json:"work_dir"`
-	WorkFS   string            `json:"work_fs"` // file system and device of WorkDir
-	LoadAvg  [2]string         `json:"load_average"` // at the start and at the end
-	Tools    map[string]string `json:"tools"`        // tool → version line
-	GoVersion string           `json:"go_version"`
+	Kernel    string            `json:"kernel"`
+	CPU       string            `json:"cpu"`
+	Cores     int               `json:"cores"`
+	MemoryB   int64             `json:"memory_bytes"`
+	WorkDir   string            `json:"work_dir"`
+	WorkFS    string            `json:"work_fs"`      // file system and device of WorkDir
+	LoadAvg   [2]string         `json:"load_average"` // at the start and at the end
+	Tools     map[string]string `json:"tools"`        // tool → version line
+	GoVersion string            `json:"go_version"`
 }
 
 // Target is one system the workloads run against.
