@@ -351,11 +351,17 @@ func (h *harness) logf(format string, args ...any) {
 func (h *harness) defer_(f func()) { h.cleanups = append(h.cleanups, f) }
 
 // cleanup runs the registered cleanups, last first.
-func (h *harness) cleanup() {
-	for i := len(h.cleanups) - 1; i >= 0; i-- {
+func (h *harness) cleanup() { h.unwind(0) }
+
+// mark returns a mark for unwind.
+func (h *harness) mark() int { return len(h.cleanups) }
+
+// unwind runs the cleanups registered since mark m, last first.
+func (h *harness) unwind(m int) {
+	for i := len(h.cleanups) - 1; i >= m; i-- {
 		h.cleanups[i]()
 	}
-	h.cleanups = nil
+	h.cleanups = h.cleanups[:m]
 }
 
 // dir makes and returns a directory in the work directory.

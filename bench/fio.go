@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -189,6 +190,9 @@ func runFio(h *harness) error {
 			}
 		}
 		h.cleanup()
+		if err := os.RemoveAll(filepath.Join(h.work, "fio", strconv.Itoa(run))); err != nil {
+			return err
+		}
 	}
 	return nil
 }
