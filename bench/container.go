@@ -3,6 +3,7 @@ package bench
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -55,8 +56,8 @@ const (
 	containerRef = "thinpool-bench:1"
 	// containerBigFile is the big file in the image (third layer).
 	containerBigFile = "data/big.bin"
-	// modifySize is how much of the big file the modify step writes.
-	modifySize = 4096
+	// containerModifySize is how much of the big file the modify step writes.
+	containerModifySize = 4096
 )
 
 // The steps of one run, in order: the rows of the table.
@@ -79,14 +80,14 @@ type containerRun struct {
 	run    int
 }
 
-// stepError is a step that failed.
-type stepError struct {
+// containerStepError is a step that failed.
+type containerStepError struct {
 	step string
 	err  error
 }
 
-func (e *stepError) Error() string { return e.step + ": " + e.err.Error() }
-func (e *stepError) Unwrap() error { return e.err }
+func (e *containerStepError) Error() string { return e.step + ": " + e.err.Error() }
+func (e *containerStepError) Unwrap() error { return e.err }
 
 // step syncs the file systems, so that no earlier writeback is billed to
 // the step, then times f and records it in row id.
@@ -94,7 +95,7 @@ func (c *containerRun) step(id string, f func() error) error {
 	unix.Sync()
 	d, err := timed(f)
 	if err != nil {
-		return &stepError{step: id, err: err}
+		return &containerStepError{step: id, err: err}
 	}
 	c.h.record(c.t, c.t.Row(id), c.target, float64(d)/float64(time.Millisecond))
 	return nil
@@ -205,7 +206,7 @@ func runContainer(h *harness) error {
 func (c *containerRun) failed(err error) {
 	msg := "failed: " + oneLine(err.Error())
 	from := 0
-	var se *stepError
+	var se *containerStepError
 	if errors.As(err, &se) {
 		msg = "failed in " + se.step + " (run " + fmt.Sprint(c.run+1) + "): " + oneLine(se.err.Error())
 		from = slices.IndexFunc(containerSteps, func(s struct{ id, title string }) bool { return s.id == se.step })
@@ -241,20 +242,20 @@ func containerMethod(h *harness, size string) string {
 
 func containerCommands() []string {
 	return []string{
-		"# thinpool (THINPOOL=pool.img; fresh pool per run)",
+		"# thinpool: a fresh pool per run (THINPOOL=DIR/pool.img)",
 		"thinctl pool create --size SIZE && thinctl daemon start",
-		"thinctl image import warmup.tar && thinctl image rm warmup:1   # untimed: makes the base device",
-		"thinctl image import image.tar                                 # import",
-		"thinctl container create --name cN " + containerRef + "          # create",
-		"thinctl container mount cN ROOT                                # start",
-		"open ROOT/" + containerBigFile + " O_RDWR; pwrite 4 KiB at SIZE/2; fsync; close   # modify",
-		"thinctl container umount cN && thinctl container rm cN         # remove",
-		"# overlayfs (fresh directories per run)",
-		"for each layer N of image.tar: extract into layers/N (archive/tar, sha256 checked); syncfs   # import",
-		"mkdir cN cN/diff cN/work cN/merged                               # create",
-		"mount -t overlay overlay -o lowerdir=layers/3:layers/2:layers/1:layers/0,upperdir=cN/diff,workdir=cN/work,index=off cN/merged   # start",
-		"open cN/merged/" + containerBigFile + " O_RDWR; pwrite 4 KiB at SIZE/2; fsync; close   # modify (copy-up)",
-		"umount cN/merged && rm -rf cN                                    # remove",
+		"thinctl image import warmup.tar && thinctl image rm " + warmupRef + "  # untimed: makes the base device",
+		"thinctl image import image.tar  # import",
+		"thinctl container create --name cN " + containerRef + "  # create",
+		"thinctl container mount cN DIR/rootfs  # start",
+		"open DIR/rootfs/" + containerBigFile + " O_RDWR; pwrite 4 KiB at SIZE/2; fsync; close  # modify",
+		"thinctl container umount cN && thinctl container rm cN  # remove",
+		"# overlayfs: fresh directories per run",
+		"for each layer N of image.tar: extract into layers/N (archive/tar, sha256 checked); syncfs  # import",
+		"mkdir cN cN/diff cN/work cN/merged  # create",
+		"mount -t overlay overlay -o lowerdir=layers/3:layers/2:layers/1:layers/0,upperdir=cN/diff,workdir=cN/work,index=off cN/merged  # start",
+		"open cN/merged/" + containerBigFile + " O_RDWR; pwrite 4 KiB at SIZE/2; fsync; close  # modify: copies the whole file up",
+		"umount cN/merged && rm -rf cN  # remove",
 	}
 }
 
@@ -369,7 +370,7 @@ func (c *containerRun) overlayfs() error {
 	}); err != nil {
 		return err
 	}
-	used, err := diskUsage(filepath.Join(c.dir, "layers"))
+	used, err := allocatedBytes(filepath.Join(c.dir, "layers"))
 	if err != nil {
 		return err
 	}
@@ -412,7 +413,7 @@ func (c *containerRun) overlayfs() error {
 	if err := c.modify(filepath.Join(merged, containerBigFile)); err != nil {
 		return err
 	}
-	if used, err = diskUsage(upper); err != nil {
+	if used, err = allocatedBytes(upper); err != nil {
 		return err
 	}
 	c.recordSpace("modify", used)
@@ -426,21 +427,15 @@ func (c *containerRun) overlayfs() error {
 }
 
 // modify is the modify step on the big file at path: open it for
-// writing, write 4 KiB in its middle, fsync, close.
+// writing, write 4 KiB in its middle, fsync, close. Then, untimed, it
+// checks the file's size and reads the 4 KiB back.
 func (c *containerRun) modify(path string) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return &stepError{step: "modify", err: err}
-	}
-	if fi.Size() != c.img.bigSize {
-		return &stepError{step: "modify", err: fmt.Errorf("%s is %d bytes, want %d", path, fi.Size(), c.img.bigSize)}
-	}
-	buf := make([]byte, modifySize)
+	buf := make([]byte, containerModifySize)
 	for i := range buf {
 		buf[i] = byte(0xa5 + i + c.run)
 	}
-	off := c.img.bigSize / 2 &^ (modifySize - 1)
-	return c.step("modify", func() error {
+	off := c.img.bigSize / 2 &^ (containerModifySize - 1)
+	if err := c.step("modify", func() error {
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
 		if err != nil {
 			return err
@@ -450,12 +445,40 @@ func (c *containerRun) modify(path string) error {
 			err = f.Sync()
 		}
 		return errors.Join(err, f.Close())
-	})
+	}); err != nil {
+		return err
+	}
+	check := func() error {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if fi.Size() != c.img.bigSize {
+			return fmt.Errorf("%s is %d bytes, want %d", path, fi.Size(), c.img.bigSize)
+		}
+		got := make([]byte, len(buf))
+		if _, err := f.ReadAt(got, off); err != nil {
+			return err
+		}
+		if !bytes.Equal(got, buf) {
+			return fmt.Errorf("%s: the 4 KiB written at %d read back different", path, off)
+		}
+		return nil
+	}
+	if err := check(); err != nil {
+		return &containerStepError{step: "modify", err: err}
+	}
+	return nil
 }
 
-// diskUsage is the space allocated to the files under dir (st_blocks),
+// allocatedBytes is the space allocated to the files under dir (st_blocks),
 // each inode counted once.
-func diskUsage(dir string) (int64, error) {
+func allocatedBytes(dir string) (int64, error) {
 	var total int64
 	seen := map[[2]uint64]bool{}
 	err := filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
@@ -652,7 +675,7 @@ func extractLayer(ctx context.Context, r io.Reader, dir string) error {
 			}
 			dirs = append(dirs, dirTime{p, hdr.ModTime})
 		case tar.TypeReg:
-			if err := writeFile(p, tr, buf, mode.Perm()); err != nil {
+			if err := writeTarFile(p, tr, buf, mode.Perm()); err != nil {
 				return err
 			}
 		case tar.TypeSymlink:
@@ -670,20 +693,20 @@ func extractLayer(ctx context.Context, r io.Reader, dir string) error {
 			return err
 		}
 		if hdr.Typeflag != tar.TypeDir {
-			if err := setTimes(p, hdr.ModTime); err != nil {
+			if err := lutimes(p, hdr.ModTime); err != nil {
 				return err
 			}
 		}
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := setTimes(dirs[i].path, dirs[i].t); err != nil {
+		if err := lutimes(dirs[i].path, dirs[i].t); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func writeFile(p string, r io.Reader, buf []byte, perm os.FileMode) error {
+func writeTarFile(p string, r io.Reader, buf []byte, perm os.FileMode) error {
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
@@ -696,7 +719,7 @@ func writeFile(p string, r io.Reader, buf []byte, perm os.FileMode) error {
 	return errors.Join(err, f.Close())
 }
 
-func setTimes(p string, t time.Time) error {
+func lutimes(p string, t time.Time) error {
 	ts := unix.NsecToTimespec(t.UnixNano())
 	return unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
 }
@@ -735,8 +758,8 @@ type benchImage struct {
 	bigSize int64 // size of containerBigFile
 }
 
-// epoch is the time of every file and history entry in the image.
-var epoch = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+// imageEpoch is the time of every file and history entry in the image.
+var imageEpoch = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // buildBenchImage writes the image into dir.
 func buildBenchImage(dir string, bigSize int64) (*benchImage, error) {
@@ -850,15 +873,15 @@ func benchLayers(bigSize int64) []imageLayer {
 }
 
 func tarDir(tw *tar.Writer, name string) error {
-	return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: 0o755, ModTime: epoch})
+	return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: 0o755, ModTime: imageEpoch})
 }
 
 func tarSymlink(tw *tar.Writer, name, target string) error {
-	return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777, ModTime: epoch})
+	return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777, ModTime: imageEpoch})
 }
 
 func tarBytes(tw *tar.Writer, name string, mode int64, data []byte) error {
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data)), ModTime: epoch}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data)), ModTime: imageEpoch}); err != nil {
 		return err
 	}
 	_, err := tw.Write(data)
@@ -868,7 +891,7 @@ func tarBytes(tw *tar.Writer, name string, mode int64, data []byte) error {
 // tarRandom adds a file of size pseudo-random bytes, the same for the
 // same seed.
 func tarRandom(tw *tar.Writer, name string, mode, size int64, seed uint64) error {
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: size, ModTime: epoch}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: size, ModTime: imageEpoch}); err != nil {
 		return err
 	}
 	var key [32]byte
@@ -918,12 +941,12 @@ func writeDockerSave(path, ref string, layers []imageLayer) (err error) {
 	}
 	history := make([]map[string]any, len(layers))
 	for i, l := range layers {
-		history[i] = map[string]any{"created": epoch, "created_by": l.createdBy}
+		history[i] = map[string]any{"created": imageEpoch, "created_by": l.createdBy}
 	}
 	config, err := json.Marshal(map[string]any{
 		"architecture": runtime.GOARCH,
 		"os":           "linux",
-		"created":      epoch,
+		"created":      imageEpoch,
 		"config":       map[string]any{"Env": []string{"PATH=/usr/bin:/bin"}, "Cmd": []string{"/app/main.sh"}},
 		"rootfs":       map[string]any{"type": "layers", "diff_ids": prefixAll("sha256:", diffIDs)},
 		"history":      history,
@@ -959,7 +982,7 @@ func writeDockerSave(path, ref string, layers []imageLayer) (err error) {
 		if err := tarDir(tw, diffIDs[i]); err != nil {
 			return err
 		}
-		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: layerNames[i], Mode: 0o644, Size: sizes[i], ModTime: epoch}
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: layerNames[i], Mode: 0o644, Size: sizes[i], ModTime: imageEpoch}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/thinpool/thinpool/volumes/archive"
@@ -92,7 +93,8 @@ func TestOverlayImport(t *testing.T) {
 
 // TestContainerWorkload runs the workload for real, small: as root, with
 // THINPOOL_BENCH=1 and bin/thinctl built (go build -o bin/thinctl
-// ./cmd/thinctl).
+// ./cmd/thinctl). THINPOOL_BENCH_RUNS sets the number of runs and
+// THINPOOL_BENCH_DIR where the work directory goes.
 func TestContainerWorkload(t *testing.T) {
 	if os.Geteuid() != 0 || os.Getenv("THINPOOL_BENCH") != "1" {
 		t.Skip("needs root and THINPOOL_BENCH=1")
@@ -109,6 +111,9 @@ func TestContainerWorkload(t *testing.T) {
 	cfg.Targets = []string{TargetThinpool, TargetOverlayfs}
 	cfg.Thinctl = thinctl
 	cfg.Log = os.Stderr
+	if n, err := strconv.Atoi(os.Getenv("THINPOOL_BENCH_RUNS")); err == nil {
+		cfg.Runs = n
+	}
 	if s := os.Getenv("THINPOOL_BENCH_DIR"); s != "" {
 		cfg.Dir = s
 	}
