@@ -121,6 +121,11 @@ func TestContainerWorkload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var sum bytes.Buffer
+	if err := rep.WriteSummary(&sum); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + sum.String())
 	for _, id := range []string{"container", "container-space"} {
 		tb := rep.Table(id)
 		if tb == nil {
@@ -130,7 +135,6 @@ func TestContainerWorkload(t *testing.T) {
 			t.Errorf("%s: %v", id, tb.Notes)
 		}
 		for _, r := range tb.Rows {
-			t.Logf("%-8s %-60s thinpool %v overlayfs %v %v", id, r.Title, r.Samples[TargetThinpool], r.Samples[TargetOverlayfs], r.Notes)
 			for _, tg := range []string{TargetThinpool, TargetOverlayfs} {
 				if len(r.Samples[tg]) != cfg.Runs {
 					t.Errorf("%s %s %s: %d samples, want %d (%s)", id, r.ID, tg, len(r.Samples[tg]), cfg.Runs, r.Notes[tg])
