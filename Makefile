@@ -8,7 +8,7 @@ RACE      := $(if $(filter 0,$(ENABLE_RACE)),,-race)
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: help build demo docs test test-root crashtest test-invariants fmt-check vet fuzz bench check
+.PHONY: help build demo docs test test-root crashtest test-invariants fmt-check vet fuzz bench bench-deps bench-quick bench-engine check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -51,7 +51,21 @@ fuzz:  ## each Fuzz target for FUZZTIME (default 30s)
 	  done; \
 	done
 
-bench:  ## Go benchmarks of the engine (see the closing notes for targets)
+BENCH_DEPS := fio qemu-utils qemu-system-common thin-provisioning-tools e2fsprogs util-linux
+BENCH_ARGS ?= --runs 3
+
+bench-deps:  ## apt-get install what make bench compares against (fio, qemu-img, qemu-storage-daemon, thin-provisioning-tools)
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_DEPS)
+
+bench: build  ## the comparison harness (root, ~40 min): bench/results/results.json and REPORT.md with plots (BENCH_ARGS to change)
+	./bin/thinctl bench $(BENCH_ARGS) --out bench/results --log bench/results/bench.log
+	$(GO) run ./bench/cmd/benchreport -in bench/results/results.json -out bench/results
+
+bench-quick: build  ## thinctl bench --quick: every workload once, small, under a minute
+	./bin/thinctl bench --quick
+
+bench-engine:  ## Go benchmarks of the engine alone (bench/engine.sh summarises them)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./thinpool/ ./extent/ -benchmem
 
 check: test test-invariants  ## what CI runs
