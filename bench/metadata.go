@@ -54,7 +54,7 @@ func metaCases(blocks uint64) []metaCase {
 	}
 }
 
-const metadataMethod = `The bytes of metadata the pool keeps for its mappings, divided by the mapped data in GiB (mapped blocks × 64 KiB). X is the metadata size of the configuration.
+const metadataMethod = `The bytes of metadata the pool keeps for its mappings, divided by the mapped data in GiB (mapped blocks × 64 KiB). X is the configuration's metadata size: 4 GiB, or 256 MiB with --quick.
 
 - **seq**: one device of X, written from start to end in 1 MiB writes, in a pool with a data area of X.
 - **random**: X in 64 KiB writes at distinct block-aligned offsets of a device of 4X, in random order. No write continues the one before, so every block is an extent of its own: the worst case for the map. The pool's data area is 1.1 X, which leaves room for the next row.
