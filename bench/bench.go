@@ -78,14 +78,14 @@ func QuickConfig() Config {
 	c := DefaultConfig()
 	c.Quick = true
 	c.Runs = 1
-	c.Runtime = 2 * time.Second
-	c.Ramp = 500 * time.Millisecond
+	c.Runtime = time.Second
+	c.Ramp = 250 * time.Millisecond
 	c.Size = 256 << 20
 	c.OriginSize = 256 << 20
 	c.Depths = []int{1, 10}
 	c.SnapshotOrigins = []int64{1 << 30, 10 << 30}
 	c.MetadataSize = 256 << 20
-	c.ImageFileSize = 256 << 20
+	c.ImageFileSize = 128 << 20
 	return c
 }
 
