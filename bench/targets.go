@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -48,7 +49,10 @@ func (t *thinDaemon) start() error {
 		return err
 	}
 	t.h.defer_(func() {
-		if _, err := t.ctl("daemon", "stop"); err != nil {
+		// Not under h.ctx: the daemon must stop after an interrupt too.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := runCmd(ctx, t.env, t.h.cfg.Thinctl, "--pool", t.pool, "-q", "daemon", "stop"); err != nil {
 			t.h.logf("stop the thinpool daemon of %s: %v", t.pool, err)
 		}
 	})

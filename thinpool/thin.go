@@ -355,7 +355,7 @@ func (t *Thin) write(b []byte, off int64, pieces []piece) error {
 		lo, part := t.clip(b, off, pc.v, pc.n)
 		start := int64(pc.v) * bs // first byte of the piece
 		if pc.kind == pieceInPlace {
-			if _, err := p.f.WriteAt(part, p.dataOff(pc.old)+lo-start); err != nil {
+			if err := p.writeData(part, p.dataOff(pc.old)+lo-start); err != nil {
 				return fmt.Errorf("write %q at %d: %w", t.d.meta.name, lo, err)
 			}
 			continue
@@ -372,7 +372,7 @@ func (t *Thin) write(b []byte, off int64, pieces []piece) error {
 				for j <= last && start+(j+1)*bs <= hi {
 					j++
 				}
-				if _, err := p.f.WriteAt(part[bStart-lo:start+j*bs-lo], p.dataOff(pc.new+extent.PBlock(i))); err != nil {
+				if err := p.writeData(part[bStart-lo:start+j*bs-lo], p.dataOff(pc.new+extent.PBlock(i))); err != nil {
 					return fmt.Errorf("write %q at %d: %w", t.d.meta.name, bStart, err)
 				}
 				i = j - 1
@@ -395,6 +395,23 @@ func (t *Thin) write(b []byte, off int64, pieces []piece) error {
 		}
 	}
 	return nil
+}
+
+// directMin is the least length of a data write that bypasses the host
+// page cache when the pool file can (directWriter): a streaming writer.
+// Smaller writes, and the single blocks of copy-on-write, stay buffered
+// until Sync.
+const directMin = 256 << 10
+
+// writeData writes b at file offset off of the data area.
+func (p *Pool) writeData(b []byte, off int64) error {
+	if dw, ok := p.f.(directWriter); ok && len(b) >= directMin {
+		if done, err := dw.WriteDirect(b, off); done || err != nil {
+			return err
+		}
+	}
+	_, err := p.f.WriteAt(b, off)
+	return err
 }
 
 // getBlock returns a zeroed buffer of one block.
