@@ -114,6 +114,9 @@ that --out writes.`,
 			defer stop()
 			rep, err := bench.Run(ctx, cfg)
 			prog.finish()
+			if rep != nil {
+				rep.Commit = version
+			}
 			if err != nil && rep == nil {
 				return err
 			}
