@@ -146,9 +146,9 @@ func (h *harness) qcow2Create(img string, size int64, backing string, opts ...st
 // qemu-storage-daemon onto a FUSE file next to it and attaches a loop
 // device to that file. The loop device does buffered I/O: with direct I/O
 // on, qemu-storage-daemon 7.2's FUSE export stores wrong data when writes
-// overlap (bench/results/blockdev.md showed it), and a benchmark of a path
-// that loses data would mean nothing. Everything is torn down at the end
-// of the workload. It returns the loop device and the daemon's PID.
+// overlap (fio verify fails; see the qcow2 target's About), and a
+// benchmark of a path that loses data would mean nothing. Everything is
+// torn down at the end of the workload. It returns the loop device and the daemon's PID.
 func (h *harness) qcow2Loop(img string) (dev string, pid int, err error) {
 	export := strings.TrimSuffix(img, ".qcow2") + ".export"
 	if err := os.WriteFile(export, nil, 0o644); err != nil {
