@@ -42,6 +42,9 @@ func depthChanged(c Config) int {
 	return 64
 }
 
+// depthMetadataSize is the metadata area of the depth workload's pool.
+const depthMetadataSize = 256 << 20
+
 func (h *harness) depthTargets() []string {
 	var ts []string
 	for _, t := range []string{TargetThinpool, TargetEngine, TargetPlain, TargetQcow2} {
@@ -56,8 +59,8 @@ func runDepth(h *harness) error {
 	origin := h.cfg.OriginSize
 	changed := depthChanged(h.cfg)
 	method := fmt.Sprintf("An origin of %s is written in full; then a chain of snapshots is made, each a writable snapshot of the one before in which %d random 64 KiB blocks are rewritten. "+
-		"The device at depth N is the Nth snapshot. thinpool and the engine use one pool (built through the Go API, then served by the daemon for the thinpool rows); qcow2 a chain of backing-file overlays (`qemu-img create -b`, the blocks written with `qemu-io`), the overlay at depth N exported like the other qcow2 devices; plain is a fully written plain loop device, for reference (it has no snapshots). "+
-		"The page cache is dropped before every read. Sequential: one pass of 1 MiB reads at QD16 over the whole device; random: 4 KiB reads at QD16 for %s after a %s ramp.", ibytes(origin), changed, h.cfg.Runtime, h.cfg.Ramp)
+		"The device at depth N is the Nth snapshot. thinpool and the engine use one pool (built through the Go API, then served by the daemon for the thinpool rows) with a metadata area of %s, as `thinctl pool create --metadata-size` makes it (the default area of a pool this small cannot hold the maps of a chain of 100 that each changed blocks: every snapshot keeps its own extent map); qcow2 a chain of backing-file overlays (`qemu-img create -b`, the blocks written with `qemu-io`), the overlay at depth N exported like the other qcow2 devices; plain is a fully written plain loop device, for reference (it has no snapshots). "+
+		"The page cache is dropped before every read. Sequential: one pass of 1 MiB reads at QD16 over the whole device; random: 4 KiB reads at QD16 for %s after a %s ramp.", ibytes(origin), changed, ibytes(depthMetadataSize), h.cfg.Runtime, h.cfg.Ramp)
 	seqT := h.table(&Table{ID: "depth-seq", Title: "Snapshot depth: sequential read", Unit: "MiB/s", XLabel: "snapshot depth", Method: method,
 		Goal: "read throughput at depth 100 within 10% of depth 1 (qcow2 degrades with chain depth)"})
 	// --quick leaves out the random reads: they run for a fixed time.
@@ -240,7 +243,16 @@ func clone(p fioParams) fioParams {
 // chain of depth snapshots, snapN being a snapshot of snapN-1 (snap0 the
 // origin) with changed random 64 KiB blocks rewritten.
 func (h *harness) buildThinChain(path string, origin int64, depth, changed int) error {
-	p, err := thinpool.Create(path, thinpool.Options{DataSize: origin + int64(depth*changed)<<16 + 1<<30})
+	// Every snapshot keeps its own extent map in the checkpoint: at depth N
+	// it holds about 2×changed×N extents, and the whole chain about
+	// changed×N² (dm-thin copies a 4 KiB btree leaf per changed block
+	// instead). The default metadata area of a pool this small is a few
+	// MiB, too little for a chain of 100, so the pool gets what a user
+	// would give it: pool create --metadata-size.
+	p, err := thinpool.Create(path, thinpool.Options{
+		DataSize:     origin + int64(depth*changed)<<16 + 1<<30,
+		MetadataSize: depthMetadataSize,
+	})
 	if err != nil {
 		return err
 	}

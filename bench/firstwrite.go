@@ -58,7 +58,7 @@ func runFirstWrite(h *harness) error {
 	origin := h.cfg.OriginSize
 	t := h.table(&Table{
 		ID: "firstwrite", Title: "First writes into a fresh snapshot", Unit: "IOPS",
-		Method: fmt.Sprintf("An origin of %s is written in full (1 MiB sequential writes), then a writable snapshot of it is made and fio writes 4 KiB blocks at random offsets of the snapshot, each 4 KiB block at most once, with `direct=1`, ending with an fsync; the rate counts the time from opening the snapshot for writing to the end of the fsync. "+
+		Method: fmt.Sprintf("An origin of %s is written in full (1 MiB sequential writes), then a writable snapshot of it is made, the page cache is dropped (every target reads the origin's blocks from the disk) and fio writes 4 KiB blocks at random offsets of the snapshot, each 4 KiB block at most once, with `direct=1`, ending with an fsync; the rate counts the time from opening the snapshot for writing to the end of the fsync. "+
 			"thinpool: `thinctl snapshot create` of an attached origin, the snapshot attached as a loop device; engine: `Pool.Snapshot` and 4 KiB `WriteAt`s from Go; qcow2: a backing-file overlay (`qemu-img create -b`) exported like the other qcow2 devices, its base written with `qemu-io -c 'write -P 0x5a 0 SIZE'`; "+
 			"overlayfs: a file of the origin's size in the lower directory, written the same way, and fio on the file in the merged directory: opening it for writing copies the whole file up first; plain: the same writes on a plain loop device, with nothing to copy (the limit). A fresh snapshot for each row and run.", ibytes(origin)),
 		Goal: "first-write IOPS into a snapshot ≥ 1.5× the qcow2 overlay",
@@ -139,6 +139,7 @@ func (h *harness) firstWriteTarget(t *Table, cases []firstWriteCase, run int, tg
 			if err != nil {
 				return err
 			}
+			h.dropCaches()
 			ios, el, err := runEngine(h.ctx, s, engineJob{write: true, bs: 4096, qd: c.qd, size: origin, random: true, ios: c.ioSize / 4096, seed: 1})
 			if err != nil {
 				return err
@@ -193,6 +194,9 @@ func (h *harness) firstWriteTarget(t *Table, cases []firstWriteCase, run int, tg
 		if err != nil {
 			return err
 		}
+		// Every target reads the origin from the disk: none finds it in
+		// the page cache because of how the origin happened to be written.
+		h.dropCaches()
 		// Open for writing first, in the measured time: that is when
 		// overlayfs copies the file up.
 		open, err := timed(func() error {
