@@ -102,6 +102,10 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		}
 		fmt.Fprintln(w)
 	}
+	fmt.Fprintln(w, "Goals")
+	for _, line := range GoalSummary(Goals(r)) {
+		fmt.Fprintf(w, "  %s\n", line)
+	}
 	return nil
 }
 

@@ -53,6 +53,7 @@ func Markdown(rep *bench.Report, plots []string) string {
 	var b strings.Builder
 	writeHeader(&b, rep)
 	writeHeadline(&b, rep)
+	writeGoals(&b, rep)
 	writeTargets(&b, rep)
 	for _, t := range rep.Tables {
 		writeTable(&b, rep, t, plots)
@@ -492,4 +493,30 @@ func targetName(rep *bench.Report, id string) string {
 		return tg.Name
 	}
 	return id
+}
+
+// writeGoals writes the project's goals and whether the report meets them.
+func writeGoals(b *strings.Builder, rep *bench.Report) {
+	goals := bench.Goals(rep)
+	b.WriteString("## Goals\n\n")
+	b.WriteString("The goals set for thinpool, checked against the medians above (thinpool's loop device unless the row says otherwise).\n\n")
+	b.WriteString("| Goal | Measured | Wanted | Met |\n|---|---|---|---|\n")
+	for _, g := range goals {
+		if len(g.Checks) == 0 {
+			fmt.Fprintf(b, "| **%s** | not measured | | – |\n", g.Text)
+			continue
+		}
+		for i, c := range g.Checks {
+			text := ""
+			if i == 0 {
+				text = "**" + g.Text + "**"
+			}
+			met := "yes"
+			if !c.Met {
+				met = "**no**"
+			}
+			fmt.Fprintf(b, "| %s | %s: %s | %s | %s |\n", text, c.What, bench.FormatRatio(c.Value), c.Want, met)
+		}
+	}
+	b.WriteString("\n")
 }
