@@ -171,6 +171,11 @@ if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ] && [ -e /dev/loop-control ]; then
     echo
     echo "(the image, container and volume steps need a static busybox at /bin/busybox and chroot: apt-get install busybox-static)"
   fi
+
+  step "19. How it compares: two workloads of thinctl bench --quick (make bench runs them all; bench/results/REPORT.md)"
+  workloads=snapshot
+  need fio && workloads=firstwrite,snapshot
+  run bench --quick --workloads "$workloads" --dir "$DIR"
 else
   echo
   echo "(run 'sudo make demo' to also attach, format and mount devices: that part needs root, FUSE and loop devices)"
