@@ -128,7 +128,12 @@ func GoalSummary(goals []Goal) []string {
 			lines = append(lines, "not measured: "+g.Text)
 		case g.Met():
 			lo := slices.MinFunc(g.Checks, func(a, b Check) int { return cmpFloat(a.Value, b.Value) })
-			lines = append(lines, fmt.Sprintf("met: %s (%d checks; lowest %s)", g.Text, len(g.Checks), FormatRatio(lo.Value)))
+			hi := slices.MaxFunc(g.Checks, func(a, b Check) int { return cmpFloat(a.Value, b.Value) })
+			r := FormatRatio(lo.Value)
+			if hi.Value != lo.Value {
+				r += " to " + FormatRatio(hi.Value)
+			}
+			lines = append(lines, fmt.Sprintf("met: %s (%s)", g.Text, r))
 		default:
 			var miss []string
 			for _, c := range g.Checks {
