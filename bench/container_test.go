@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/thinpool/thinpool/volumes/archive"
@@ -88,58 +87,5 @@ func TestOverlayImport(t *testing.T) {
 	})
 	if files != baseLayerFiles {
 		t.Fatalf("base layer has %d files, want %d", files, baseLayerFiles)
-	}
-}
-
-// TestContainerWorkload runs the workload for real, small: as root, with
-// THINPOOL_BENCH=1 and bin/thinctl built (go build -o bin/thinctl
-// ./cmd/thinctl). THINPOOL_BENCH_RUNS sets the number of runs and
-// THINPOOL_BENCH_DIR where the work directory goes.
-func TestContainerWorkload(t *testing.T) {
-	if os.Geteuid() != 0 || os.Getenv("THINPOOL_BENCH") != "1" {
-		t.Skip("needs root and THINPOOL_BENCH=1")
-	}
-	thinctl, err := filepath.Abs("../bin/thinctl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(thinctl); err != nil {
-		t.Skip("no bin/thinctl: go build -o bin/thinctl ./cmd/thinctl")
-	}
-	cfg := QuickConfig()
-	cfg.Workloads = []string{"container"}
-	cfg.Targets = []string{TargetThinpool, TargetOverlayfs}
-	cfg.Thinctl = thinctl
-	cfg.Log = os.Stderr
-	if n, err := strconv.Atoi(os.Getenv("THINPOOL_BENCH_RUNS")); err == nil {
-		cfg.Runs = n
-	}
-	if s := os.Getenv("THINPOOL_BENCH_DIR"); s != "" {
-		cfg.Dir = s
-	}
-	rep, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum bytes.Buffer
-	if err := rep.WriteSummary(&sum); err != nil {
-		t.Fatal(err)
-	}
-	t.Log("\n" + sum.String())
-	for _, id := range []string{"container", "container-space"} {
-		tb := rep.Table(id)
-		if tb == nil {
-			t.Fatalf("no table %s", id)
-		}
-		if len(tb.Notes) > 0 {
-			t.Errorf("%s: %v", id, tb.Notes)
-		}
-		for _, r := range tb.Rows {
-			for _, tg := range []string{TargetThinpool, TargetOverlayfs} {
-				if len(r.Samples[tg]) != cfg.Runs {
-					t.Errorf("%s %s %s: %d samples, want %d (%s)", id, r.ID, tg, len(r.Samples[tg]), cfg.Runs, r.Notes[tg])
-				}
-			}
-		}
 	}
 }

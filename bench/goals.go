@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -127,8 +128,8 @@ func GoalSummary(goals []Goal) []string {
 		case len(g.Checks) == 0:
 			lines = append(lines, "not measured: "+g.Text)
 		case g.Met():
-			lo := slices.MinFunc(g.Checks, func(a, b Check) int { return cmpFloat(a.Value, b.Value) })
-			hi := slices.MaxFunc(g.Checks, func(a, b Check) int { return cmpFloat(a.Value, b.Value) })
+			lo := slices.MinFunc(g.Checks, func(a, b Check) int { return cmp.Compare(a.Value, b.Value) })
+			hi := slices.MaxFunc(g.Checks, func(a, b Check) int { return cmp.Compare(a.Value, b.Value) })
 			r := FormatRatio(lo.Value)
 			if hi.Value != lo.Value {
 				r += " to " + FormatRatio(hi.Value)
@@ -145,14 +146,4 @@ func GoalSummary(goals []Goal) []string {
 		}
 	}
 	return lines
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

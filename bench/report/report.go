@@ -14,6 +14,7 @@
 package report
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math"
@@ -236,7 +237,7 @@ func headline(rep *bench.Report, t *bench.Table) string {
 	if us == "" {
 		return ""
 	}
-	var cmp []string
+	var parts []string
 	for _, ref := range refs(rep, t) {
 		type point struct {
 			r   float64
@@ -252,33 +253,23 @@ func headline(rep *bench.Report, t *bench.Table) string {
 		case 0:
 			continue
 		case 1:
-			cmp = append(cmp, fmt.Sprintf("%s×", times(pts[0].r))+" vs "+ref.Name)
+			parts = append(parts, fmt.Sprintf("%s×", times(pts[0].r))+" vs "+ref.Name)
 			continue
 		}
-		lo := slices.MinFunc(pts, func(a, b point) int { return cmpFloat(a.r, b.r) })
-		hi := slices.MaxFunc(pts, func(a, b point) int { return cmpFloat(a.r, b.r) })
+		lo := slices.MinFunc(pts, func(a, b point) int { return cmp.Compare(a.r, b.r) })
+		hi := slices.MaxFunc(pts, func(a, b point) int { return cmp.Compare(a.r, b.r) })
 		logSum := 0.0
 		for _, p := range pts {
 			logSum += math.Log(p.r)
 		}
 		gm := math.Exp(logSum / float64(len(pts)))
-		cmp = append(cmp, fmt.Sprintf("%s× (%s) to %s× (%s) vs %s, geometric mean %s× over %d rows",
+		parts = append(parts, fmt.Sprintf("%s× (%s) to %s× (%s) vs %s, geometric mean %s× over %d rows",
 			times(lo.r), lo.row, times(hi.r), hi.row, ref.Name, times(gm), len(pts)))
 	}
-	if len(cmp) == 0 {
+	if len(parts) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("**%s** (%s): %s %s", t.Title, unitLine(t), targetName(rep, us), strings.Join(cmp, "; "))
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return fmt.Sprintf("**%s** (%s): %s %s", t.Title, unitLine(t), targetName(rep, us), strings.Join(parts, "; "))
 }
 
 // unitLine is the unit of t and which way is better.
