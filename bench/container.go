@@ -311,17 +311,18 @@ func (c *containerRun) thinpool() error {
 	if err != nil {
 		return err
 	}
-	mounted := false
+	// Unmount at the end unless remove did; also after a failed or
+	// interrupted mount, which may have got as far as mounting.
+	mounted := true
 	h.defer_(func() {
 		if mounted {
-			if _, err := pool.ctl("container", "umount", name); err != nil {
+			if _, err := pool.ctlCleanup("container", "umount", name); err != nil {
 				h.logf("container: %v", err)
 			}
 		}
 	})
 	if err := c.step("mount", func() error {
 		_, err := pool.ctl("container", "mount", name, root)
-		mounted = err == nil
 		return err
 	}); err != nil {
 		return err

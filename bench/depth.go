@@ -169,7 +169,7 @@ func (h *harness) depthRun(seqT, randT *Table, run int, tg, pool, qdir, plainDev
 				return err
 			}
 			id := "depth" + strconv.Itoa(depth)
-			h.dropCaches()
+			h.coldCache(seqT.Row(id), tg)
 			ios, el, err := runEngine(h.ctx, th, engineJob{bs: 1 << 20, qd: 16, size: origin, runtime: 24 * time.Hour, seed: 1})
 			if err != nil {
 				return err
@@ -178,7 +178,7 @@ func (h *harness) depthRun(seqT, randT *Table, run int, tg, pool, qdir, plainDev
 			if randT == nil {
 				continue
 			}
-			h.dropCaches()
+			h.coldCache(randT.Row(id), tg)
 			ios, el, err = runEngine(h.ctx, th, engineJob{bs: 4096, qd: 16, size: origin, random: true, runtime: h.cfg.Runtime, ramp: h.cfg.Ramp, seed: 1})
 			if err != nil {
 				return err
@@ -210,7 +210,7 @@ func (h *harness) depthRun(seqT, randT *Table, run int, tg, pool, qdir, plainDev
 		id := "depth" + strconv.Itoa(depth)
 		sp, rp := clone(sp), clone(rp)
 		sp["FILENAME"], rp["FILENAME"] = d, d
-		h.dropCaches()
+		h.coldCache(seqT.Row(id), tg)
 		res, err := h.fio("seq.fio", sp, 30*time.Minute)
 		if err != nil {
 			return err
@@ -220,7 +220,7 @@ func (h *harness) depthRun(seqT, randT *Table, run int, tg, pool, qdir, plainDev
 			h.unwind(m)
 			continue
 		}
-		h.dropCaches()
+		h.coldCache(randT.Row(id), tg)
 		res, err = h.fio("rand.fio", rp, h.cfg.Runtime+h.cfg.Ramp+2*time.Minute)
 		if err != nil {
 			return err

@@ -103,10 +103,11 @@ func (c fioCase) params(h *harness, dev string) (string, fioParams) {
 
 func runFio(h *harness) error {
 	cases := fioCases(h.cfg.Quick)
-	method := fmt.Sprintf("fio (libaio, `direct=1`) on each target's block device, over its first %s (`--size`; the working set: the page cache is dropped before every read job, so reads start cold; thinpool and qcow2 serve their loop devices from files in the host page cache, so a job that reads a block twice may find it there, the plain loop device never does). "+
+	method := fmt.Sprintf("fio (libaio, `direct=1`) on each target's block device, over its first %s (`--size`; the working set: the page cache is dropped before every read job, so reads start cold; thinpool and qcow2 read their files through the host page cache, so a job that reads a block twice may find it there, the plain loop device never does). "+
 		"Each run sets every target up afresh and runs each job on every target in turn, rotating the order from run to run, so compared figures are taken minutes apart at most. "+
 		"The first row writes the fresh device once (every block is provisioned; it is also the prefill for everything after); the other sequential rows make one pass or stop after %s; random rows run for %s after a %s ramp. Writes end with an fsync that counts in the time. "+
-		"The engine row runs the same pattern through the Go API (one goroutine per queue slot, `Sync` at the end of writes): no FUSE, no loop device, page cache on the pool file.",
+		"The engine row runs the same pattern through the Go API (one goroutine per queue slot, `Sync` at the end of writes): no FUSE, no loop device. "+
+		"thinpool and the engine write 256 KiB or more at once with O_DIRECT on the pool file (every 1 MiB write here) and smaller writes through the host page cache; qemu-storage-daemon writes the qcow2 file through the page cache (its default), and the plain loop device writes its file with direct I/O.",
 		ibytes(h.cfg.Size), h.cfg.Runtime, h.cfg.Runtime, h.cfg.Ramp)
 	seq := h.table(&Table{ID: "fio-seq", Title: "Block device: sequential 1 MiB I/O", Unit: "MiB/s", Method: method,
 		Goal: "thinpool ≥ 0.7× the plain loop device and ≥ 1.0× qcow2"})
@@ -177,8 +178,8 @@ func runFio(h *harness) error {
 					continue
 				}
 				h.progress("fio run %d: %s on %s", run+1, c.title, tg)
-				if !c.write && !h.dropCaches() {
-					r.note(tg, "page cache not dropped (not root)")
+				if !c.write {
+					h.coldCache(r, tg)
 				}
 				v, err := h.fioCase(c, tg, devs[tg], engine)
 				if err != nil {

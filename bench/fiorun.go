@@ -47,6 +47,11 @@ func (h *harness) fio(name string, p fioParams, limit time.Duration) (fioResult,
 	if err != nil {
 		return fioResult{}, err
 	}
+	// Ctrl-C reaches fio too, which then ends its job early and reports
+	// it as if it were whole.
+	if err := h.ctx.Err(); err != nil {
+		return fioResult{}, err
+	}
 	return parseFio([]byte(out))
 }
 
@@ -111,6 +116,8 @@ func parseFio(out []byte) (fioResult, error) {
 	return r, nil
 }
 
+// secs formats d for a fio time option: fio reads "0.25" as 0 seconds, so
+// milliseconds.
 func secs(d time.Duration) string {
-	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
+	return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
 }

@@ -139,7 +139,7 @@ func (h *harness) firstWriteTarget(t *Table, cases []firstWriteCase, run int, tg
 			if err != nil {
 				return err
 			}
-			h.dropCaches()
+			h.coldCache(t.Row(c.id), tg)
 			ios, el, err := runEngine(h.ctx, s, engineJob{write: true, bs: 4096, qd: c.qd, size: origin, random: true, ios: c.ioSize / 4096, seed: 1})
 			if err != nil {
 				return err
@@ -196,7 +196,7 @@ func (h *harness) firstWriteTarget(t *Table, cases []firstWriteCase, run int, tg
 		}
 		// Every target reads the origin from the disk: none finds it in
 		// the page cache because of how the origin happened to be written.
-		h.dropCaches()
+		h.coldCache(t.Row(c.id), tg)
 		// Open for writing first, in the measured time: that is when
 		// overlayfs copies the file up.
 		open, err := timed(func() error {

@@ -39,8 +39,9 @@ func (g Goal) Met() bool {
 }
 
 // Goals checks the project's goals against rep: each is judged on the
-// medians of thinpool's loop device (the engine where only it was
-// measured). A goal without the tables it needs has no checks.
+// medians of thinpool's loop device (the snapshot goal also on the engine;
+// the metadata goal on the engine, the only target with metadata). A goal
+// without the tables it needs has no checks.
 func Goals(rep *Report) []Goal {
 	atLeast := func(g *Goal, t *Table, ref string, min float64) {
 		if t == nil {

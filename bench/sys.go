@@ -67,6 +67,14 @@ func (h *harness) dropCaches() bool {
 	return true
 }
 
+// coldCache drops the page cache before a measurement of target in row r,
+// and notes in the row when it could not.
+func (h *harness) coldCache(r *Row, target string) {
+	if !h.dropCaches() {
+		r.note(target, "page cache not dropped (not root)")
+	}
+}
+
 func hasFilesystem(name string) bool {
 	b, err := os.ReadFile("/proc/filesystems")
 	if err != nil {

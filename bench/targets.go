@@ -45,18 +45,23 @@ func (h *harness) thinPoolAt(pool string) (*thinDaemon, error) {
 }
 
 func (t *thinDaemon) start() error {
-	if _, err := t.ctl("daemon", "start"); err != nil {
-		return err
-	}
+	// Registered first: an interrupt may kill "daemon start" after the
+	// daemon forked.
 	t.h.defer_(func() {
-		// Not under h.ctx: the daemon must stop after an interrupt too.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if _, err := runCmd(ctx, t.env, t.h.cfg.Thinctl, "--pool", t.pool, "-q", "daemon", "stop"); err != nil {
+		if _, err := t.ctlCleanup("daemon", "stop"); err != nil {
 			t.h.logf("stop the thinpool daemon of %s: %v", t.pool, err)
 		}
 	})
-	return nil
+	_, err := t.ctl("daemon", "start")
+	return err
+}
+
+// ctlCleanup is ctl for cleanups: not under h.ctx, so that it runs after
+// an interrupt too.
+func (t *thinDaemon) ctlCleanup(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return runCmd(ctx, t.env, t.h.cfg.Thinctl, append([]string{"--pool", t.pool, "-q"}, args...)...)
 }
 
 // ctl runs thinctl on the pool and returns its standard output.
@@ -75,19 +80,6 @@ func (t *thinDaemon) attach(name string) (string, error) {
 		return "", fmt.Errorf("thinctl device attach %s printed %q, not a loop device", name, dev)
 	}
 	return dev, nil
-}
-
-// pid is the daemon's process ID (0 if unknown).
-func (t *thinDaemon) pid() int {
-	runs, _ := filepath.Glob(filepath.Join(filepath.Dir(t.pool), "run", "*", "pid"))
-	for _, f := range runs {
-		if b, err := os.ReadFile(f); err == nil {
-			if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				return n
-			}
-		}
-	}
-	return 0
 }
 
 // plainLoop creates a sparse file of size bytes and attaches a loop device
@@ -215,28 +207,4 @@ func isMountPoint(path string) (bool, error) {
 		}
 	}
 	return false, nil
-}
-
-// cpuTime is the user+system CPU time of process pid so far (0 if pid is 0
-// or gone).
-func cpuTime(pid int) time.Duration {
-	if pid <= 0 {
-		return 0
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100
 }

@@ -163,8 +163,10 @@ func openLocked(path string, flag int) (*osFile, error) {
 	o := &osFile{f: f}
 	// The same file again for direct writes; file systems without
 	// O_DIRECT refuse the open, and then every write is buffered.
-	if d, err := os.OpenFile(path, unix.O_RDWR|unix.O_DIRECT, 0); err == nil {
-		o.direct = d
+	if flag&unix.O_ACCMODE != unix.O_RDONLY {
+		if d, err := os.OpenFile(path, unix.O_RDWR|unix.O_DIRECT, 0); err == nil {
+			o.direct = d
+		}
 	}
 	return o, nil
 }
