@@ -264,6 +264,15 @@ func newPool(f File, sb *superblock, st *state, journalOff int64, replayFreed []
 // valid superblock, its checkpoint, then every journal entry up to the first
 // that is torn or missing. The pool owns f from then on, even on error.
 func OpenFile(f File) (*Pool, error) {
+	// What the previous process wrote may still sit in the host page cache
+	// only (it died between a write and its fdatasync). Make it durable
+	// before acting on it: recovery punches the blocks that replayed entries
+	// free, and new entries and data follow what it read, so acting on a
+	// state that a power loss could still undo would lose data or show one
+	// device's data in another.
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("sync before recovery: %w", err)
+	}
 	sb, err := readSuperblock(f)
 	if err != nil {
 		return nil, err
