@@ -119,7 +119,8 @@ func (p *Pool) SnapshotLabeled(origin, name string, readOnly bool, labels map[st
 	}
 	d.wgate.Lock()
 	defer d.wgate.Unlock()
-	meta := &devMeta{origin: d.meta.id, created: time.Now().UnixNano(), name: name, labels: maps.Clone(labels)}
+	// create fills in the origin's id and size under the lock.
+	meta := &devMeta{created: time.Now().UnixNano(), name: name, labels: maps.Clone(labels)}
 	if readOnly {
 		meta.flags = flagReadOnly
 	}
@@ -138,7 +139,7 @@ func (p *Pool) create(kind opKind, meta *devMeta, origin *device) (*Thin, error)
 			p.mu.Unlock()
 			return nil, fmt.Errorf("%w: %q", ErrNotFound, origin.meta.name)
 		}
-		meta.size = origin.meta.size
+		meta.origin, meta.size = origin.meta.id, origin.meta.size
 		extra += origin.m.Len() * growSnapshot
 	}
 	if err := ValidateName(meta.name); err != nil {

@@ -115,6 +115,9 @@ type Pool struct {
 	path string
 	f    File
 	bs   int64 // data block size in bytes
+	// dataOffset is the file offset of data block 0, fixed at creation: I/O
+	// reads it without the lock, while checkpoints replace sb.
+	dataOffset int64
 
 	blocks sync.Pool // of *[]byte, one block each, for partial-block writes
 
@@ -231,7 +234,7 @@ func CreateFile(f File, o Options) (*Pool, error) {
 }
 
 func newPool(f File, sb *superblock, st *state, journalOff int64, replayFreed []extent.Run) (*Pool, error) {
-	p := &Pool{f: f, bs: int64(sb.blockSize), sb: *sb, st: st, journalOff: journalOff}
+	p := &Pool{f: f, bs: int64(sb.blockSize), dataOffset: int64(sb.dataOffset), sb: *sb, st: st, journalOff: journalOff}
 	st.unshared = extent.NewRefCounts()
 	p.free = extent.NewFreeSpace()
 	var next extent.PBlock
@@ -393,7 +396,7 @@ func replay(f File, sb *superblock, st *state) (off int64, freed []extent.Run, t
 
 // dataOff is the file offset of pool block b.
 func (p *Pool) dataOff(b extent.PBlock) int64 {
-	return int64(p.sb.dataOffset) + int64(b)*p.bs
+	return p.dataOffset + int64(b)*p.bs
 }
 
 // BlockSize is the data block size in bytes.
@@ -516,6 +519,11 @@ func (p *Pool) Checkpoint() error {
 func (p *Pool) commit(force bool, change func(*superblock)) error {
 	p.syncMu.Lock()
 	defer p.syncMu.Unlock()
+	return p.commitLocked(force, change)
+}
+
+// commitLocked is commit, called with syncMu held.
+func (p *Pool) commitLocked(force bool, change func(*superblock)) error {
 	p.mu.Lock()
 	if err := p.usable(); err != nil {
 		p.mu.Unlock()
@@ -668,7 +676,11 @@ func (p *Pool) Close() error {
 }
 
 // Grow enlarges the data area to dataSize bytes (rounded down to blocks).
+// Grows are serialised with each other and with commits, so the size only
+// ever grows, whatever the order of concurrent calls.
 func (p *Pool) Grow(dataSize int64) error {
+	p.syncMu.Lock()
+	defer p.syncMu.Unlock()
 	p.mu.RLock()
 	old, err := p.sb.nrDataBlocks, p.usable()
 	p.mu.RUnlock()
@@ -682,13 +694,10 @@ func (p *Pool) Grow(dataSize int64) error {
 	if nr > maxDataBlocks || dataSize > maxDataBytes {
 		return invalidf("data size %d is more than %d blocks", dataSize, int64(maxDataBlocks))
 	}
-	p.syncMu.Lock()
-	err = p.f.Truncate(int64(p.sb.dataOffset) + int64(nr)*p.bs)
-	p.syncMu.Unlock()
-	if err != nil {
+	if err := p.f.Truncate(p.dataOffset + int64(nr)*p.bs); err != nil {
 		return err
 	}
-	if err := p.commit(true, func(sb *superblock) { sb.nrDataBlocks = nr }); err != nil {
+	if err := p.commitLocked(true, func(sb *superblock) { sb.nrDataBlocks = nr }); err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -698,8 +707,11 @@ func (p *Pool) Grow(dataSize int64) error {
 }
 
 // GrowMetadata enlarges the usable metadata area to size bytes, up to the
-// reserve fixed when the pool was created.
+// reserve fixed when the pool was created. Like Grow, it never shrinks the
+// area, whatever the order of concurrent calls.
 func (p *Pool) GrowMetadata(size int64) error {
+	p.syncMu.Lock()
+	defer p.syncMu.Unlock()
 	p.mu.RLock()
 	sb, err := p.sb, p.usable()
 	p.mu.RUnlock()
@@ -713,5 +725,5 @@ func (p *Pool) GrowMetadata(size int64) error {
 	if size > int64(sb.metaReserve) {
 		return invalidf("metadata can grow to at most %d bytes (reserved when the pool was created)", sb.metaReserve)
 	}
-	return p.commit(true, func(sb *superblock) { sb.metaSize = uint64(size) })
+	return p.commitLocked(true, func(sb *superblock) { sb.metaSize = uint64(size) })
 }

@@ -23,7 +23,18 @@ func (t *Thin) Info() DeviceInfo {
 }
 
 // ID is the device id.
-func (t *Thin) ID() DevID { return t.d.meta.id }
+func (t *Thin) ID() DevID {
+	t.p.mu.RLock()
+	defer t.p.mu.RUnlock()
+	return t.d.meta.id
+}
+
+// name is the device's current name, for errors raised without mu held.
+func (t *Thin) name() string {
+	t.p.mu.RLock()
+	defer t.p.mu.RUnlock()
+	return t.d.meta.name
+}
 
 // Size is the virtual size in bytes.
 func (t *Thin) Size() int64 {
@@ -102,7 +113,7 @@ func (t *Thin) ReadAt(b []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("%w: negative offset %d", ErrOutOfRange, off)
 	}
 	var eof error
-	if off+int64(len(b)) > size {
+	if int64(len(b)) > size-off { // not off+len(b), which may overflow
 		b, eof = b[:max(0, size-off)], io.EOF
 	}
 	if len(b) == 0 {
@@ -119,7 +130,7 @@ func (t *Thin) ReadAt(b []byte, off int64) (int, error) {
 		}
 		inner := lo - int64(s.V)*p.bs
 		if _, err := p.f.ReadAt(part, p.dataOff(s.P)+inner); err != nil {
-			return 0, fmt.Errorf("read %q at %d: %w", t.d.meta.name, lo, err)
+			return 0, fmt.Errorf("read %q at %d: %w", t.name(), lo, err)
 		}
 	}
 	return len(b), eof
@@ -356,7 +367,7 @@ func (t *Thin) write(b []byte, off int64, pieces []piece) error {
 		start := int64(pc.v) * bs // first byte of the piece
 		if pc.kind == pieceInPlace {
 			if err := p.writeData(part, p.dataOff(pc.old)+lo-start); err != nil {
-				return fmt.Errorf("write %q at %d: %w", t.d.meta.name, lo, err)
+				return fmt.Errorf("write %q at %d: %w", t.name(), lo, err)
 			}
 			continue
 		}
@@ -373,7 +384,7 @@ func (t *Thin) write(b []byte, off int64, pieces []piece) error {
 					j++
 				}
 				if err := p.writeData(part[bStart-lo:start+j*bs-lo], p.dataOff(pc.new+extent.PBlock(i))); err != nil {
-					return fmt.Errorf("write %q at %d: %w", t.d.meta.name, bStart, err)
+					return fmt.Errorf("write %q at %d: %w", t.name(), bStart, err)
 				}
 				i = j - 1
 				continue
@@ -382,7 +393,7 @@ func (t *Thin) write(b []byte, off int64, pieces []piece) error {
 			if pc.kind == pieceCopy {
 				if _, err := p.f.ReadAt(blk, p.dataOff(pc.old+extent.PBlock(i))); err != nil {
 					p.putBlock(blk)
-					return fmt.Errorf("copy %q block %d: %w", t.d.meta.name, uint64(pc.v)+uint64(i), err)
+					return fmt.Errorf("copy %q block %d: %w", t.name(), uint64(pc.v)+uint64(i), err)
 				}
 			}
 			wlo, whi := max(lo, bStart), min(hi, bEnd)
@@ -390,7 +401,7 @@ func (t *Thin) write(b []byte, off int64, pieces []piece) error {
 			_, err := p.f.WriteAt(blk, p.dataOff(pc.new+extent.PBlock(i)))
 			p.putBlock(blk)
 			if err != nil {
-				return fmt.Errorf("write %q at %d: %w", t.d.meta.name, bStart, err)
+				return fmt.Errorf("write %q at %d: %w", t.name(), bStart, err)
 			}
 		}
 	}

@@ -1,0 +1,202 @@
+package thinpool
+
+// Regression tests for issue 10's concurrency and range bugs: I/O racing
+// commits and record changes (run under -race, as make test does), reads
+// near math.MaxInt64, and concurrent Grow and GrowMetadata.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+	"testing"
+)
+
+// TestRaceIOAgainstCommits runs reads and writes while other goroutines
+// checkpoint, sync, rename, relabel, snapshot and grow the pool, and ask
+// devices for their id. Under -race it fails if any of these reads pool or
+// device state that another replaces without the lock (the superblock
+// during a checkpoint, a device record during Rename or SetLabels).
+func TestRaceIOAgainstCommits(t *testing.T) {
+	const blk = DefaultBlockSize
+	store := newPageStore()
+	p, err := CreateFile(store.open(), Options{DataSize: 256 * blk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		mustCheck(t, p)
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	d := mustThin(t, p, "d", 16*blk)
+	mustWrite(t, d, pattern(1, 16*blk), 0)
+
+	const rounds = 60
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	run := func(name string, fn func(i int) error) {
+		wg.Go(func() {
+			for i := range rounds {
+				if err := fn(i); err != nil {
+					errs <- fmt.Errorf("%s round %d: %w", name, i, err)
+					return
+				}
+			}
+		})
+	}
+	run("write", func(i int) error {
+		_, err := d.WriteAt(pattern(byte(i), 4096), int64(i%16)*blk)
+		return err
+	})
+	run("read", func(i int) error {
+		_, err := d.ReadAt(make([]byte, 8192), int64(i%16)*blk)
+		return err
+	})
+	run("read past end", func(i int) error {
+		// An error path that names the device.
+		if _, err := d.ReadAt(make([]byte, 10), -1); !errors.Is(err, ErrOutOfRange) {
+			return fmt.Errorf("negative offset: %v", err)
+		}
+		return nil
+	})
+	run("id", func(int) error {
+		if d.ID() != 1 {
+			return fmt.Errorf("id %d", d.ID())
+		}
+		return nil
+	})
+	run("checkpoint", func(int) error { return p.Checkpoint() })
+	run("sync", func(int) error { return d.Sync() })
+	run("rename", func(i int) error {
+		if i%2 == 0 {
+			return p.Rename("d", "e")
+		}
+		return p.Rename("e", "d")
+	})
+	run("labels", func(i int) error {
+		name := "d"
+		if i%2 == 1 {
+			name = "e"
+		}
+		err := p.SetLabels(name, map[string]string{"round": fmt.Sprint(i)})
+		if errors.Is(err, ErrNotFound) { // renamed under us
+			err = nil
+		}
+		return err
+	})
+	run("snapshot", func(i int) error {
+		for _, origin := range []string{"d", "e"} {
+			s, err := p.SnapshotLabeled(origin, fmt.Sprintf("s%d", i), true, nil)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			_ = s.ID()
+			return p.Delete(fmt.Sprintf("s%d", i))
+		}
+		return nil
+	})
+	run("grow", func(i int) error {
+		if i%10 != 0 {
+			return nil
+		}
+		return p.Grow(int64(256+i+1) * blk)
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestReadAtHugeOffset reads near math.MaxInt64, where off+len overflows:
+// it is past the end, so io.EOF and no bytes, as for any offset past the end.
+func TestReadAtHugeOffset(t *testing.T) {
+	p, _ := mustCreatePool(t, 64*DefaultBlockSize)
+	d := mustThin(t, p, "d", 256<<10)
+	for _, tc := range []struct {
+		name string
+		off  int64
+		n    int
+	}{
+		{"MaxInt64-10", math.MaxInt64 - 10, 100},
+		{"MaxInt64", math.MaxInt64, 1},
+		{"MaxInt64-len+1", math.MaxInt64 - 99, 100},
+		{"at the end", 256 << 10, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := d.ReadAt(make([]byte, tc.n), tc.off)
+			if n != 0 || err != io.EOF {
+				t.Fatalf("ReadAt(%d bytes at %d) = %d, %v; want 0, io.EOF", tc.n, tc.off, n, err)
+			}
+		})
+	}
+	// The last bytes still read, with io.EOF for the part past the end.
+	if n, err := d.ReadAt(make([]byte, 20), 256<<10-10); n != 10 || err != io.EOF {
+		t.Fatalf("read across the end = %d, %v; want 10, io.EOF", n, err)
+	}
+	if n, err := d.ReadAt(nil, 256<<10); n != 0 || err != nil {
+		t.Fatalf("empty read at the end = %d, %v; want 0, nil", n, err)
+	}
+}
+
+// TestConcurrentGrow races two Grows (and two GrowMetadatas) from the same
+// size: the larger must win whatever the order, the pool must never shrink,
+// and it must reopen with the size it reports.
+func TestConcurrentGrow(t *testing.T) {
+	const blk = DefaultBlockSize
+	rounds := 150
+	if testing.Short() {
+		rounds = 20
+	}
+	for i := range rounds {
+		store := newPageStore()
+		p, err := CreateFile(store.open(), Options{DataSize: 16 * blk, MetadataSize: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		growErr := make([]error, 4)
+		for j, size := range []int64{32 * blk, 48 * blk} {
+			wg.Go(func() { growErr[j] = p.Grow(size) })
+		}
+		for j, size := range []int64{2 << 20, 3 << 20} {
+			wg.Go(func() { growErr[2+j] = p.GrowMetadata(size) })
+		}
+		wg.Wait()
+		for j, err := range growErr {
+			// The smaller one may lose the race to the larger and be
+			// refused as not growing; nothing else may fail.
+			if err != nil && (j%2 == 1 || !errors.Is(err, ErrInvalid)) {
+				t.Fatalf("round %d: grow %d: %v", i, j, err)
+			}
+		}
+		u := p.Usage()
+		if u.DataBlocks != 48 {
+			t.Fatalf("round %d: %d data blocks after growing to 32 and 48", i, u.DataBlocks)
+		}
+		if u.MetadataSize != 3<<20 {
+			t.Fatalf("round %d: metadata size %d after growing to 2 and 3 MiB", i, u.MetadataSize)
+		}
+		d := mustThin(t, p, "d", 48*blk)
+		mustWrite(t, d, pattern(byte(i), 48*blk), 0) // every block, the last ones too
+		mustCheck(t, p)
+		if err := p.Close(); err != nil {
+			t.Fatalf("round %d: close: %v", i, err)
+		}
+		q, err := OpenFile(store.open())
+		if err != nil {
+			t.Fatalf("round %d: reopen: %v", i, err)
+		}
+		if u := q.Usage(); u.DataBlocks != 48 || u.MetadataSize != 3<<20 {
+			t.Fatalf("round %d: reopened with %d blocks and %d metadata bytes", i, u.DataBlocks, u.MetadataSize)
+		}
+		mustCheck(t, q)
+		q.Close()
+	}
+}
