@@ -8,7 +8,10 @@ import (
 
 // Part of the on-disk format; see FORMAT.md "Checkpoint". Do not change.
 const (
-	ckptMagic      = 0x4b435054 // "TPCK"
+	ckptMagic = 0x4b435054 // "TPCK"
+	// ckptVersion is the checkpoint layout's own version: v2 of the format
+	// changed the superblock and the journal, not the checkpoint.
+	ckptVersion    = 1
 	ckptHeaderSize = 64
 	mappingSize    = 24 // v, p, len: three u64
 	refRunSize     = 20 // p, len: u64; count: u32
@@ -54,7 +57,7 @@ func (img *ckptImage) encode() []byte {
 	})
 	b := e.b
 	le.PutUint32(b[0:], ckptMagic)
-	le.PutUint32(b[4:], formatVersion)
+	le.PutUint32(b[4:], ckptVersion)
 	le.PutUint64(b[8:], img.generation)
 	le.PutUint64(b[16:], img.tid)
 	le.PutUint32(b[24:], uint32(img.nextID))
@@ -76,7 +79,7 @@ func decodeCheckpoint(b []byte, off int64, blockSize, nrBlocks uint64) (*state, 
 	if crc(b[:56]) != le.Uint32(b[56:]) {
 		return nil, 0, corruptf(off, "checkpoint header crc")
 	}
-	if v := le.Uint32(b[4:]); v != formatVersion {
+	if v := le.Uint32(b[4:]); v != ckptVersion {
 		return nil, 0, corruptf(off, "unsupported checkpoint version %d", v)
 	}
 	if le.Uint32(b[28:]) != 0 {

@@ -1,13 +1,17 @@
 package thinpool
 
 // Golden pool files: every format version this package has written must
-// still open, with the same devices, labels and contents.
+// still open, with the same devices, labels and contents. A v1 pool is
+// upgraded to the current version when it opens.
 //
 // A pool file is about 1 GiB of mostly holes, so testdata keeps only the
 // bytes that were written, as chunks (see writeChunks). To make the file for
 // a new format version, add a script and run
 //
 //	THINPOOL_UPDATE_GOLDEN=1 go test -run TestGoldenGenerate ./thinpool/
+//
+// It writes the file of the current version only; the files of older
+// versions are kept as they are.
 
 import (
 	"bytes"
@@ -23,7 +27,8 @@ import (
 	"testing"
 )
 
-const goldenV1Path = "testdata/v1-pool.chunks.gz"
+// goldenPath is the golden pool file of a format version.
+func goldenPath(version int) string { return fmt.Sprintf("testdata/v%d-pool.chunks.gz", version) }
 
 // goldenStep is one step of the script that made a golden pool.
 type goldenStep struct {
@@ -39,10 +44,10 @@ type goldenStep struct {
 
 const goldenBlock = DefaultBlockSize
 
-// goldenV1Script made testdata/v1-pool.chunks.gz: a pool of 64 MiB whose
-// checkpoint holds three devices and whose journal holds every operation
-// kind after it. The pool was never closed, so opening it replays the
-// journal.
+// goldenV1Script made testdata/v1-pool.chunks.gz and v2-pool.chunks.gz: a
+// pool of 64 MiB whose checkpoint holds three devices and whose journal
+// holds every operation kind after it. The pool was never closed, so
+// opening it replays the journal.
 var goldenV1Script = []goldenStep{
 	// In the checkpoint.
 	{op: "create", dev: "base", size: 8*goldenBlock + 1536, labels: map[string]string{"os": "alpine", "role": "image"}},
@@ -248,10 +253,7 @@ func readChunks(path string) (*pageStore, error) {
 // It runs only with THINPOOL_UPDATE_GOLDEN=1.
 func TestGoldenGenerate(t *testing.T) {
 	if os.Getenv("THINPOOL_UPDATE_GOLDEN") != "1" {
-		t.Skip("set THINPOOL_UPDATE_GOLDEN=1 to write " + goldenV1Path)
-	}
-	if formatVersion != 1 {
-		t.Fatalf("format version is %d: add a script and a file for it, keep the v1 file", formatVersion)
+		t.Skip("set THINPOOL_UPDATE_GOLDEN=1 to write " + goldenPath(formatVersion))
 	}
 	s := newPageStore()
 	p, err := CreateFile(s.open(), Options{DataSize: 64 << 20})
@@ -261,20 +263,21 @@ func TestGoldenGenerate(t *testing.T) {
 	runGoldenScript(t, p, goldenV1Script)
 	mustCheck(t, p)
 	// Not closed: the journal must stay unfolded.
-	if err := writeChunks(goldenV1Path, s); err != nil {
+	path := goldenPath(formatVersion)
+	if err := writeChunks(path, s); err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(goldenV1Path)
+	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("wrote %s: %d bytes; pool file %d bytes, journal %d bytes", goldenV1Path, fi.Size(), s.size, p.journalOff)
+	t.Logf("wrote %s: %d bytes; pool file %d bytes, journal %d bytes", path, fi.Size(), s.size, p.journalOff)
 }
 
-// loadGolden returns a fresh copy of the v1 golden pool file.
-func loadGolden(t testing.TB) *pageStore {
+// loadGolden returns a fresh copy of the golden pool file of a version.
+func loadGolden(t testing.TB, version int) *pageStore {
 	t.Helper()
-	s, err := readChunks(goldenV1Path)
+	s, err := readChunks(goldenPath(version))
 	if err != nil {
 		t.Fatalf("load golden pool: %v", err)
 	}
@@ -282,11 +285,10 @@ func loadGolden(t testing.TB) *pageStore {
 }
 
 // goldenMeta returns the superblock, checkpoint and journal entries of a
-// pool file as it is on disk.
-func goldenMeta(t testing.TB, s *pageStore) (*superblock, [][]byte, []byte, [][]byte) {
+// pool file as it is on disk, with each entry's offset in the journal.
+func goldenMeta(t testing.TB, s *pageStore) (sb *superblock, slots [][]byte, ck []byte, entries [][]byte, offsets []int64) {
 	t.Helper()
 	f := s.open()
-	var slots [][]byte
 	for i := range int64(superSlots) {
 		b := make([]byte, sectorSize)
 		if _, err := f.ReadAt(b, i*sectorSize); err != nil {
@@ -298,11 +300,10 @@ func goldenMeta(t testing.TB, s *pageStore) (*superblock, [][]byte, []byte, [][]
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck := make([]byte, sb.ckptLen)
+	ck = make([]byte, sb.ckptLen)
 	if _, err := f.ReadAt(ck, int64(sb.metaOffset+sb.ckptOffset)); err != nil {
 		t.Fatal(err)
 	}
-	var entries [][]byte
 	for off := int64(0); off+sectorSize <= int64(sb.journalSize); {
 		head := make([]byte, sectorSize)
 		if _, err := f.ReadAt(head, int64(sb.metaOffset)+off); err != nil {
@@ -316,22 +317,32 @@ func goldenMeta(t testing.TB, s *pageStore) (*superblock, [][]byte, []byte, [][]
 		if _, err := f.ReadAt(b, int64(sb.metaOffset)+off); err != nil {
 			t.Fatal(err)
 		}
-		entries = append(entries, b)
+		entries, offsets = append(entries, b), append(offsets, off)
 		off += int64(h.size())
 	}
-	return sb, slots, ck, entries
+	return sb, slots, ck, entries, offsets
 }
 
-// TestGoldenV1 opens the pool that format version 1 wrote and checks that
-// it holds exactly what its script put there.
-func TestGoldenV1(t *testing.T) {
-	s := loadGolden(t)
+// TestGolden opens the pool that each format version wrote and checks that
+// it holds exactly what its script put there. A v1 pool is upgraded when it
+// opens: its journal is folded into a checkpoint under a v2 superblock.
+func TestGolden(t *testing.T) {
+	for version := formatV1; version <= formatVersion; version++ {
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) { testGolden(t, version) })
+	}
+}
+
+func testGolden(t *testing.T, version int) {
+	s := loadGolden(t, version)
 
 	// The layout on disk, before opening.
-	sb, _, ck, entries := goldenMeta(t, s)
-	if sb.generation != 2 || sb.blockSize != goldenBlock || sb.nrDataBlocks != 1024 {
-		t.Fatalf("superblock: generation %d, block size %d, %d blocks; want 2, %d, 1024",
-			sb.generation, sb.blockSize, sb.nrDataBlocks, goldenBlock)
+	sb, _, ck, entries, offsets := goldenMeta(t, s)
+	if sb.version != uint32(version) || sb.generation != 2 || sb.blockSize != goldenBlock || sb.nrDataBlocks != 1024 {
+		t.Fatalf("superblock: version %d, generation %d, block size %d, %d blocks; want %d, 2, %d, 1024",
+			sb.version, sb.generation, sb.blockSize, sb.nrDataBlocks, version, goldenBlock)
+	}
+	if (sb.seal != 0) != (version > formatV1) {
+		t.Fatalf("superblock of v%d has seal %#x", version, sb.seal)
 	}
 	st, gen, err := decodeCheckpoint(ck, 0, uint64(sb.blockSize), sb.nrDataBlocks)
 	if err != nil || gen != 2 {
@@ -351,12 +362,24 @@ func TestGoldenV1(t *testing.T) {
 	kinds := map[opKind]int{}
 	for i, e := range entries {
 		h, _ := decodeEntryHeader(e)
-		ops, ok, err := decodeEntry(e, h, 0)
+		ops, ok, err := decodeEntry(e, h, sb, offsets[i])
 		if !ok || err != nil {
 			t.Fatalf("journal entry %d: ok=%v err=%v", i, ok, err)
 		}
 		for _, o := range ops {
 			kinds[o.kind]++
+		}
+		if version > formatV1 {
+			// Sealed: the same bytes at another offset or under another
+			// seal are not an entry.
+			if _, ok, _ := decodeEntry(e, h, sb, offsets[i]+sectorSize); ok {
+				t.Fatalf("journal entry %d passes at another offset", i)
+			}
+			other := *sb
+			other.seal++
+			if _, ok, _ := decodeEntry(e, h, &other, offsets[i]); ok {
+				t.Fatalf("journal entry %d passes under another seal", i)
+			}
 		}
 	}
 	for k := opMap; k <= opUpdate; k++ {
@@ -371,7 +394,16 @@ func TestGoldenV1(t *testing.T) {
 		t.Fatalf("open golden pool: %v", err)
 	}
 	defer p.Close()
-	if p.journalOff == 0 || p.Usage().Generation != 2 {
+	if version == formatV1 {
+		onDisk, err := readSuperblock(s.open())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.journalOff != 0 || p.Usage().Generation != 3 || onDisk.version != formatVersion || onDisk.generation != 3 {
+			t.Fatalf("journal offset %d, generation %d, on disk v%d generation %d: opening must have upgraded the pool",
+				p.journalOff, p.Usage().Generation, onDisk.version, onDisk.generation)
+		}
+	} else if p.journalOff == 0 || p.Usage().Generation != 2 {
 		t.Fatalf("journal offset %d, generation %d: opening must have replayed the journal", p.journalOff, p.Usage().Generation)
 	}
 	mustCheck(t, p)

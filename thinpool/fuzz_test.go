@@ -83,7 +83,7 @@ func seedOps(p *Pool) []op {
 }
 
 func FuzzSuperblock(f *testing.F) {
-	_, slots, _, _ := goldenMeta(f, loadGolden(f))
+	_, slots, _, _, _ := goldenMeta(f, loadGolden(f, formatV1))
 	for _, b := range slots {
 		f.Add(b, false)
 	}
@@ -126,26 +126,37 @@ func FuzzSuperblock(f *testing.F) {
 	})
 }
 
+// testSB is the superblock of the journal that fuzzed and hand-made entries
+// belong to: sealed, as in format v2, at generation 1.
+var testSB = &superblock{version: formatVersion, generation: 1, seal: 0x7e57ab1e, metaOffset: metaOffset}
+
+// testSBAt is testSB at another generation (an entry's epoch).
+func testSBAt(gen uint64) *superblock {
+	sb := *testSB
+	sb.generation = gen
+	return &sb
+}
+
 func FuzzJournalEntry(f *testing.F) {
 	// Seeds without their padding: small inputs keep the fuzzer fast.
 	unpadded := func(b []byte) []byte { return b[:entryHeaderSize+le.Uint32(b[24:])] }
-	_, _, _, entries := goldenMeta(f, loadGolden(f))
-	for _, e := range entries {
-		f.Add(unpadded(e), false)
+	_, _, _, entries, _ := goldenMeta(f, loadGolden(f, formatV1))
+	for _, e := range entries { // v1 entries: their crc is unsealed
+		f.Add(unpadded(e), true)
 	}
-	f.Add(entries[0], false) // one with its padding
+	f.Add(entries[0], true) // one with its padding
 	ops := seedOps(fuzzPool(f))
-	f.Add(unpadded(encodeEntry(2, 7, ops)), false)
+	f.Add(unpadded(encodeEntry(testSBAt(2), 0, 7, ops)), false)
 	for i := range ops {
-		f.Add(unpadded(encodeEntry(1, uint64(i)+1, ops[i:i+1])), false)
+		f.Add(unpadded(encodeEntry(testSB, 0, uint64(i)+1, ops[i:i+1])), false)
 	}
-	f.Add(unpadded(encodeEntry(3, 1, nil)), false)
-	f.Add(encodeEntry(3, 1, ops[:3])[:entryHeaderSize+10], true)
+	f.Add(unpadded(encodeEntry(testSBAt(3), 0, 1, nil)), false)
+	f.Add(encodeEntry(testSBAt(3), 0, 1, ops[:3])[:entryHeaderSize+10], true)
 	f.Fuzz(func(t *testing.T, b []byte, fixCRC bool) {
 		if fixCRC && len(b) >= entryHeaderSize {
 			if end := entryHeaderSize + uint64(le.Uint32(b[24:])); end <= uint64(len(b)) {
 				b = bytes.Clone(b)
-				le.PutUint32(b[4:], crc(b[8:end]))
+				le.PutUint32(b[4:], testSB.entryCRC(0, b[8:end]))
 			}
 		}
 		h, ok := decodeEntryHeader(b)
@@ -154,7 +165,7 @@ func FuzzJournalEntry(f *testing.F) {
 		}
 		var ops []op
 		var err error
-		checkAlloc(t, "decodeEntry", len(b), allocated(func() { ops, ok, err = decodeEntry(b, h, 0) }))
+		checkAlloc(t, "decodeEntry", len(b), allocated(func() { ops, ok, err = decodeEntry(b, h, testSB, 0) }))
 		switch {
 		case !ok && err != nil:
 			t.Fatalf("torn entry returned error %v", err)
@@ -169,7 +180,7 @@ func FuzzJournalEntry(f *testing.F) {
 		if len(ops) != int(h.nops) {
 			t.Fatalf("%d operations decoded, header says %d", len(ops), h.nops)
 		}
-		got := encodeEntry(h.epoch, h.seq, ops)
+		got := encodeEntry(testSBAt(h.epoch), 0, h.seq, ops)
 		end := entryHeaderSize + int(h.payload)
 		if len(got) != h.size() || !bytes.Equal(got[:end], b[:end]) {
 			t.Fatalf("entry re-encodes differently:\n got %x\nwant %x", got[:min(end, len(got))], b[:end])
@@ -178,7 +189,7 @@ func FuzzJournalEntry(f *testing.F) {
 }
 
 func FuzzCheckpoint(f *testing.F) {
-	_, _, ck, _ := goldenMeta(f, loadGolden(f))
+	_, _, ck, _, _ := goldenMeta(f, loadGolden(f, formatV1))
 	f.Add(ck, uint64(1024), false)
 	p := fuzzPool(f)
 	f.Add(p.st.image(p.sb.generation).encode(), uint64(1024), false)
@@ -257,7 +268,7 @@ func TestDecodeHostileLengths(t *testing.T) {
 	ckpt := func(ndevs, nrefs uint64) []byte {
 		b := make([]byte, ckptHeaderSize+64)
 		le.PutUint32(b[0:], ckptMagic)
-		le.PutUint32(b[4:], formatVersion)
+		le.PutUint32(b[4:], ckptVersion)
 		le.PutUint64(b[8:], 1)
 		le.PutUint32(b[24:], 1)
 		le.PutUint64(b[32:], ndevs)
@@ -275,7 +286,7 @@ func TestDecodeHostileLengths(t *testing.T) {
 		b := make([]byte, ckptHeaderSize, ckptHeaderSize+len(e.b))
 		b = append(b, e.b...)
 		le.PutUint32(b[0:], ckptMagic)
-		le.PutUint32(b[4:], formatVersion)
+		le.PutUint32(b[4:], ckptVersion)
 		le.PutUint64(b[8:], 1)
 		le.PutUint32(b[24:], 2)
 		le.PutUint64(b[32:], 1)
@@ -293,7 +304,7 @@ func TestDecodeHostileLengths(t *testing.T) {
 		le.PutUint32(b[24:], payload)
 		le.PutUint32(b[28:], nops)
 		if end := entryHeaderSize + int(payload); end <= len(b) {
-			le.PutUint32(b[4:], crc(b[8:end]))
+			le.PutUint32(b[4:], testSB.entryCRC(0, b[8:end]))
 		}
 		return b
 	}
@@ -317,7 +328,7 @@ func TestDecodeHostileLengths(t *testing.T) {
 			if !ok {
 				return errors.New("header refused")
 			}
-			if _, ok, err := decodeEntry(b, h, 0); ok || err != nil {
+			if _, ok, err := decodeEntry(b, h, testSB, 0); ok || err != nil {
 				return errors.New("short entry accepted")
 			}
 			return ErrCorrupt
@@ -325,7 +336,7 @@ func TestDecodeHostileLengths(t *testing.T) {
 		{"entry ops", func() error {
 			b := entry(1, maxEntryOps, []byte{byte(opDelete)})
 			h, _ := decodeEntryHeader(b)
-			_, _, err := decodeEntry(b, h, 0)
+			_, _, err := decodeEntry(b, h, testSB, 0)
 			return err
 		}, entryHeaderSize + 1},
 		{"device labels", func() error { _, err := decodeDevMeta(&decoder{b: labels}); return err }, len(labels)},

@@ -5,6 +5,7 @@ package thinpool
 // near math.MaxInt64, and concurrent Grow and GrowMetadata.
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -199,4 +200,105 @@ func TestConcurrentGrow(t *testing.T) {
 		mustCheck(t, q)
 		q.Close()
 	}
+}
+
+// TestForgedJournalEntry stores, in a label value, bytes that form a
+// well-formed journal entry of the next epoch (checksummed as a v1 entry
+// is), placed so that they land on a sector boundary of the journal: the
+// second sector of the entry that carries the label. After a checkpoint,
+// one small commit (one sector, at journal offset 0) and an unclean
+// shutdown, recovery reads the sector after that commit's entry: the stale
+// label bytes. They must not replay: the forged entry maps a block of
+// device b into device a, which would then read b's data.
+func TestForgedJournalEntry(t *testing.T) {
+	const blk = DefaultBlockSize
+	store := newPageStore()
+	file := store.open()
+	p, err := CreateFile(file, Options{DataSize: 64 * blk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := mustThin(t, p, "a", 4*blk)
+	b := mustThin(t, p, "b", 4*blk)
+	secret := bytes.Repeat([]byte("b's secret|"), blk/11+1)[:blk]
+	mustWrite(t, b, secret, 0)
+	bm, err := p.Mappings("b")
+	if err != nil || len(bm) != 1 {
+		t.Fatalf("mappings of b: %v, %v", bm, err)
+	}
+	if err := p.Checkpoint(); err != nil { // the label's entry goes to journal offset 0
+		t.Fatal(err)
+	}
+
+	// The label entry: header, update op kind, record up to the value.
+	p.mu.RLock()
+	gen, tid, aID := p.sb.generation, p.st.tid, a.d.meta.id
+	p.mu.RUnlock()
+	valueAt := entryHeaderSize + 1 + 28 + (2 + len("a")) + 2 + (2 + len("k")) + 2
+	forged := encodeEntry(&superblock{version: formatV1, generation: gen + 1}, 0, tid+3,
+		[]op{{kind: opMap, dev: aID, v: 1, p: bm[0].P, n: 1}})
+	forged = forged[:entryHeaderSize+le.Uint32(forged[24:])]
+	value := make([]byte, sectorSize-valueAt+len(forged))
+	copy(value[sectorSize-valueAt:], forged)
+	if err := p.SetLabels("a", map[string]string{"k": string(value)}); err != nil { // seq tid+1
+		t.Fatal(err)
+	}
+	if got := le.Uint32(readFile(t, store, metaOffset+sectorSize, 4)); got != journalMagic {
+		t.Fatalf("the forged entry is not at journal offset %d (found %#x)", sectorSize, got)
+	}
+	if err := p.Checkpoint(); err != nil { // epoch gen+1 starts at journal offset 0
+		t.Fatal(err)
+	}
+	mustWrite(t, a, pattern(7, 4096), 0)
+	if err := p.Sync(); err != nil { // seq tid+2 at offset 0, one sector
+		t.Fatal(err)
+	}
+	file.abandon() // unclean shutdown
+
+	q, err := OpenFile(store.open())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	mustCheck(t, q)
+	qa, err := q.Device("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, qa, blk, blk); !allZero(got) {
+		t.Fatalf("a's block 1 reads %q...: the forged journal entry was replayed", got[:22])
+	}
+	mustEqual(t, "a's block 0", mustRead(t, qa, 0, 4096), pattern(7, 4096))
+}
+
+// TestJournalSealChanges checks that every checkpoint picks a new seal, so
+// an entry of one epoch never checks out in another, even at the same
+// offset with the same sequence number.
+func TestJournalSealChanges(t *testing.T) {
+	p, _ := mustCreatePool(t, 16*DefaultBlockSize)
+	seen := map[uint32]bool{}
+	for range 20 {
+		p.mu.RLock()
+		sb := p.sb
+		p.mu.RUnlock()
+		if sb.version != formatVersion {
+			t.Fatalf("superblock version %d", sb.version)
+		}
+		seen[sb.seal] = true
+		if err := p.Checkpoint(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(seen) < 19 { // two equal random u32s in 20 draws: about 1 in 10^7
+		t.Fatalf("20 checkpoints used %d seals", len(seen))
+	}
+}
+
+func readFile(t testing.TB, s *pageStore, off int64, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := s.open().ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -2,6 +2,7 @@ package thinpool
 
 import (
 	"fmt"
+	"hash/crc32"
 
 	"github.com/thinpool/thinpool/extent"
 )
@@ -94,20 +95,38 @@ const (
 )
 
 // encodeEntry returns the journal entry that commits ops as transaction seq
-// of epoch, padded to a whole number of sectors.
-func encodeEntry(epoch, seq uint64, ops []op) []byte {
+// after the checkpoint of sb, to be written at offset off of the journal,
+// padded to a whole number of sectors.
+func encodeEntry(sb *superblock, off int64, seq uint64, ops []op) []byte {
 	e := encoder{b: make([]byte, entryHeaderSize, entryHeaderSize+len(ops)*29)}
 	for i := range ops {
 		ops[i].encode(&e)
 	}
 	b := e.b
 	le.PutUint32(b[0:], journalMagic)
-	le.PutUint64(b[8:], epoch)
+	le.PutUint64(b[8:], sb.generation)
 	le.PutUint64(b[16:], seq)
 	le.PutUint32(b[24:], uint32(len(b)-entryHeaderSize))
 	le.PutUint32(b[28:], uint32(len(ops)))
-	le.PutUint32(b[4:], crc(b[8:]))
+	le.PutUint32(b[4:], sb.entryCRC(off, b[8:]))
 	return append(b, make([]byte, alignUp(len(b), entryAlign)-len(b))...)
+}
+
+// entryCRC is the checksum of a journal entry whose bytes from 8 to the end
+// of its operations are b, at offset off of the journal. From format v2 it
+// covers first the superblock's seal and off (FORMAT.md "Journal entry"):
+// an entry is bound to its epoch's random seal and to its place, so neither
+// bytes that an earlier entry carried as data (a label value, say) nor an
+// entry of another epoch or offset can pass for it. A v1 journal is
+// unsealed, and is read only to upgrade the pool.
+func (sb *superblock) entryCRC(off int64, b []byte) uint32 {
+	if sb.version == formatV1 {
+		return crc(b)
+	}
+	var prefix [12]byte
+	le.PutUint32(prefix[0:], sb.seal)
+	le.PutUint64(prefix[4:], uint64(off))
+	return crc32.Update(crc(prefix[:]), castagnoli, b)
 }
 
 // entryHeader is the fixed part of a journal entry.
@@ -129,26 +148,27 @@ func decodeEntryHeader(b []byte) (h entryHeader, ok bool) {
 // size is the on-disk size of the entry, padding included.
 func (h entryHeader) size() int { return alignUp(entryHeaderSize+int(h.payload), entryAlign) }
 
-// decodeEntry checks the crc of a whole entry (header and payload, at least
-// h.size() bytes not required) and decodes its operations. A crc mismatch
-// returns ok=false: the journal ends before this entry. A valid crc over
-// operations that do not decode is corruption.
-func decodeEntry(b []byte, h entryHeader, off int64) (ops []op, ok bool, err error) {
+// decodeEntry checks the crc of a whole entry b (at least h.size() bytes
+// not required) read at offset off of the journal of sb, and decodes its
+// operations. A crc mismatch returns ok=false: the journal ends before this
+// entry. A valid crc over operations that do not decode is corruption.
+func decodeEntry(b []byte, h entryHeader, sb *superblock, off int64) (ops []op, ok bool, err error) {
 	end := entryHeaderSize + int(h.payload)
-	if len(b) < end || crc(b[8:end]) != le.Uint32(b[4:]) {
+	if len(b) < end || sb.entryCRC(off, b[8:end]) != le.Uint32(b[4:]) {
 		return nil, false, nil
 	}
+	pos := int64(sb.metaOffset) + off
 	d := decoder{b: b[entryHeaderSize:end]}
 	ops = make([]op, 0, min(int(h.nops), d.remaining()/5+1))
 	for i := 0; i < int(h.nops); i++ {
 		o, err := decodeOp(&d)
 		if err != nil {
-			return nil, true, corruptf(off, "journal entry %d: %v", h.seq, err)
+			return nil, true, corruptf(pos, "journal entry %d: %v", h.seq, err)
 		}
 		ops = append(ops, *o)
 	}
 	if d.remaining() != 0 {
-		return nil, true, corruptf(off, "journal entry %d: trailing bytes", h.seq)
+		return nil, true, corruptf(pos, "journal entry %d: trailing bytes", h.seq)
 	}
 	return ops, true, nil
 }

@@ -93,7 +93,9 @@ func layout(o Options) (*superblock, error) {
 	reserve := max(meta, min(max(4*meta, 1<<30), maxMetadataSize))
 	journal := min(max(meta/8, 64<<10), maxJournalSize) &^ (sectorSize - 1)
 	sb := &superblock{
+		version:      formatVersion,
 		generation:   1,
+		seal:         newSeal(),
 		blockSize:    uint32(bs),
 		nrDataBlocks: uint64(nr),
 		metaOffset:   metaOffset,
@@ -311,7 +313,19 @@ func OpenFile(f File) (*Pool, error) {
 			return nil, err
 		}
 	}
-	return newPool(f, sb, st, off, freed)
+	p, err := newPool(f, sb, st, off, freed)
+	if err != nil {
+		return nil, err
+	}
+	if sb.version < formatVersion {
+		// The upgrade: a checkpoint folds the old journal into the state
+		// and writes a superblock of the current version, whose journal
+		// is sealed. Until it is durable, the old superblock still rules.
+		if err := p.Checkpoint(); err != nil {
+			return nil, fmt.Errorf("upgrade pool from format v%d to v%d: %w", sb.version, formatVersion, err)
+		}
+	}
+	return p, nil
 }
 
 // readSuperblock returns the valid superblock with the highest generation.
@@ -372,7 +386,7 @@ func replay(f File, sb *superblock, st *state) (off int64, freed []extent.Run, t
 				return 0, nil, 0, fmt.Errorf("read journal: %w", err)
 			}
 		}
-		ops, ok, err := decodeEntry(b, h, pos)
+		ops, ok, err := decodeEntry(b, h, sb, off)
 		if err != nil {
 			return 0, nil, 0, err
 		}
@@ -536,7 +550,7 @@ func (p *Pool) commitLocked(force bool, change func(*superblock)) error {
 	var img *ckptImage
 	if len(ops) > 0 {
 		p.st.tid++
-		entry = encodeEntry(p.sb.generation, p.st.tid, ops)
+		entry = encodeEntry(&p.sb, p.journalOff, p.st.tid, ops)
 	}
 	if force || change != nil || p.journalOff+int64(len(entry)) > int64(p.sb.journalSize) {
 		img, entry = p.st.image(p.sb.generation+1), nil
@@ -599,7 +613,7 @@ func (p *Pool) writeCheckpoint(img *ckptImage, sb superblock) error {
 	if err := p.f.Sync(); err != nil {
 		return p.fail(err)
 	}
-	sb.generation = img.generation
+	sb.version, sb.generation, sb.seal = formatVersion, img.generation, newSeal()
 	sb.ckptOffset, sb.ckptLen = off, uint64(len(b))
 	if _, err := p.f.WriteAt(sb.encode(), int64(sb.generation%superSlots)*sectorSize); err != nil {
 		return p.fail(err)

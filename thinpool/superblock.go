@@ -2,13 +2,17 @@ package thinpool
 
 import (
 	"bytes"
+	"crypto/rand"
 )
 
 // Part of the on-disk format; see FORMAT.md "Superblock". Do not change.
 const (
-	sectorSize     = 4096
-	superMagic     = "THINPOOL"
-	formatVersion  = 1
+	sectorSize    = 4096
+	superMagic    = "THINPOOL"
+	formatVersion = 2 // v2 seals journal entries (FORMAT.md "Version history")
+	// formatV1 is the oldest version this package opens; such a pool's
+	// journal is unsealed, and opening it upgrades it (OpenFile).
+	formatV1       = 1
 	superblockSize = 128 // encoded bytes; the rest of the sector is zero
 	superSlots     = 2   // slot i lives at offset i*sectorSize
 	metaOffset     = 64 << 10
@@ -16,7 +20,15 @@ const (
 
 // superblock is the root of the pool: where everything else is.
 type superblock struct {
-	generation   uint64   // bumped by every checkpoint; slot = generation % 2
+	// version is the format version: what was read from disk, or
+	// formatVersion for a superblock this package writes.
+	version    uint32
+	generation uint64 // bumped by every checkpoint; slot = generation % 2
+	// seal is a random number chosen anew by every checkpoint (v2). Each
+	// journal entry's checksum covers it and the entry's offset, so that no
+	// bytes written as the payload of an entry, nor an entry of another
+	// epoch, can pass for an entry (see entryCRC).
+	seal         uint32
 	uuid         [16]byte // identifies the pool
 	blockSize    uint32   // data block size in bytes, a power of two
 	nrDataBlocks uint64   // size of the data area in blocks
@@ -33,12 +45,12 @@ type superblock struct {
 func (s *superblock) encode() []byte {
 	e := encoder{b: make([]byte, 0, sectorSize)}
 	e.b = append(e.b, superMagic...)
-	e.u32(formatVersion)
+	e.u32(s.version)
 	e.u32(0) // flags
 	e.u64(s.generation)
 	e.b = append(e.b, s.uuid[:]...)
 	e.u32(s.blockSize)
-	e.u32(0) // reserved
+	e.u32(s.seal)
 	e.u64(s.nrDataBlocks)
 	e.u64(s.dataOffset)
 	e.u64(s.metaOffset)
@@ -66,16 +78,18 @@ func decodeSuperblock(b []byte, off int64) (*superblock, error) {
 		return nil, corruptf(off, "superblock crc")
 	}
 	d := decoder{b: b[:superblockSize], off: 8}
-	if v := d.u32(); v != formatVersion {
-		return nil, corruptf(off, "unsupported format version %d", v)
+	v := d.u32()
+	if v < formatV1 || v > formatVersion {
+		return nil, corruptf(off, "unsupported format version %d (this thinpool reads %d to %d)", v, formatV1, formatVersion)
 	}
 	if d.u32() != 0 {
 		return nil, corruptf(off, "unknown superblock flags")
 	}
-	s := &superblock{generation: d.u64()}
+	s := &superblock{version: v, generation: d.u64()}
 	copy(s.uuid[:], d.take(16))
 	s.blockSize = d.u32()
-	if d.u32() != 0 {
+	s.seal = d.u32()
+	if v == formatV1 && s.seal != 0 {
 		return nil, corruptf(off, "superblock reserved field")
 	}
 	s.nrDataBlocks = d.u64()
@@ -131,3 +145,10 @@ func (s *superblock) fileSize() int64 {
 
 // FormatVersion is the version of the on-disk format this package writes.
 const FormatVersion = formatVersion
+
+// newSeal returns a random journal seal.
+func newSeal() uint32 {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return le.Uint32(b[:])
+}

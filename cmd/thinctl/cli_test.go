@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -247,7 +248,7 @@ func TestCorruptPool(t *testing.T) {
 }
 
 func TestVersionAndCompletion(t *testing.T) {
-	if out := mustRun(t, "x", "version"); !strings.Contains(out, "pool format v1") {
+	if out := mustRun(t, "x", "version"); !strings.Contains(out, fmt.Sprintf("pool format v%d", thinpool.FormatVersion)) {
 		t.Fatalf("version %q", out)
 	}
 	if out := mustRun(t, "x", "completion", "bash"); !strings.Contains(out, "bash completion") {
