@@ -302,3 +302,46 @@ func readFile(t testing.TB, s *pageStore, off int64, n int) []byte {
 	}
 	return b
 }
+
+// TestRaceIOAgainstClose closes the pool while reads and writes run: each
+// either completes or fails with ErrClosed, and -race sees no unlocked
+// access to what Close's final checkpoint changes.
+func TestRaceIOAgainstClose(t *testing.T) {
+	const blk = DefaultBlockSize
+	for round := range 20 {
+		p, err := CreateFile(newPageStore().open(), Options{DataSize: 64 * blk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := mustThin(t, p, "d", 8*blk)
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for w := range 4 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					var err error
+					if w%2 == 0 {
+						_, err = d.WriteAt(pattern(byte(i), 4096), int64((i+w)%8)*blk)
+					} else {
+						_, err = d.ReadAt(make([]byte, 4096), int64((i+w)%8)*blk)
+					}
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+					if err != nil {
+						errs <- fmt.Errorf("round %d worker %d: %w", round, w, err)
+						return
+					}
+				}
+			})
+		}
+		if err := p.Close(); err != nil {
+			t.Fatalf("round %d: close: %v", round, err)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	}
+}

@@ -683,9 +683,17 @@ func (p *Pool) Close() error {
 	}
 	p.syncMu.Lock()
 	p.mu.Lock()
+	closed = p.closed
 	p.closed = true
 	p.mu.Unlock()
 	p.syncMu.Unlock()
+	if closed { // a concurrent Close won
+		return ErrClosed
+	}
+	// New reads and writes fail with ErrClosed from now on; wait for
+	// those in flight before closing the file under them.
+	p.ioGate.Lock()
+	defer p.ioGate.Unlock()
 	return errors.Join(err, p.f.Close())
 }
 
