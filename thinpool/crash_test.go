@@ -3,12 +3,14 @@ package thinpool_test
 // Crash-injection tests (STYLE.md "Testing"): a workload runs on
 // faultfile.Wrap(faultfile.NewMem(), faultfile.OnIndex(i)) for i = 0, 1, 2,
 // ... until it completes without reaching the fault. After each run the Mem
-// crashes (unsynced writes are lost, or a random subset of them survives
-// with the last one torn) and the pool is reopened on what is left. It must
-// open, pass Check, hold every device that was committed with its size,
-// name, flags and labels, hold every write that a sync acknowledged, and
-// show in every other 512-byte sector either its last synced contents or
-// what a later write put there: never another device's data, never garbage.
+// crashes (unsynced writes are lost, or each page they touched is left in a
+// random state it had since the last sync, perhaps torn at a sector
+// boundary: faultfile.Mem.CrashRandom) and the pool is reopened on what is
+// left. It must open, pass Check, hold every device that was committed with
+// its size, name, flags and labels, hold every write that a sync
+// acknowledged, and show in every other 512-byte sector either its last
+// synced contents or what a later write put there: never another device's
+// data, never garbage.
 //
 // Every write fills each 512-byte sector with a self-describing pattern
 // (writer, generation, sector number, checksum; see fillPages), so a read
@@ -48,7 +50,7 @@ import (
 
 const (
 	crashPage      = 4096 // unit of the model: every write covers whole pages
-	crashSector    = 512  // unit of the data pattern, and of torn writes
+	crashSector    = 512  // unit of the data pattern, and of torn pages
 	sectorsPerPage = crashPage / crashSector
 	crashTagMagic  = 0x47415443                // "CTAG"
 	crashBlock     = thinpool.DefaultBlockSize // of the fixed workload
@@ -752,7 +754,7 @@ type crashMode uint8
 const (
 	crashInvalid crashMode = iota
 	crashDrop              // every unsynced change is lost
-	crashTorn              // a random subset survives, the last write torn
+	crashTorn              // each page in a random state it had, maybe torn (Mem.CrashRandom)
 )
 
 func (c crashMode) String() string {
@@ -798,8 +800,8 @@ func crashLoop(t *testing.T, workload func(*crashRun), modes ...crashMode) int {
 }
 
 // TestCrashFixedWorkload crashes the fixed workload at every operation:
-// once losing every unsynced change, and once keeping a random subset of
-// them with the last write torn.
+// once losing every unsynced change, and once leaving each page it changed
+// in a random state it had since the last sync (Mem.CrashRandom).
 func TestCrashFixedWorkload(t *testing.T) {
 	n := crashLoop(t, fixedWorkload, crashDrop, crashTorn)
 	t.Logf("%d crash points", n)
