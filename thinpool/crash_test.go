@@ -227,6 +227,41 @@ type crashRun struct {
 	writers uint32 // last writer id
 	buf     []byte // for writes
 	after   *model // while a metadata call runs: the model if it succeeds
+	dataOff int64  // start of the data area, once the pool is created
+	// log holds every page write, discard and zeroing, oldest first, so
+	// that they can be added to models other than m (see withWrites).
+	log []pageWrite
+	// noAck is set for a run whose every sync fails (see recoverRun): a
+	// failed metadata call's after model then marks nothing as synced.
+	noAck bool
+}
+
+// pageWrite is a change of a page of the device of a writer.
+type pageWrite struct {
+	writer uint32
+	page   int64
+	t      tag
+}
+
+// setPage records a change of page i of d: t is what reads return now.
+func (r *crashRun) setPage(d *mdev, i int64, t tag) {
+	d.pages[i].set(t)
+	r.log = append(r.log, pageWrite{d.writer, i, t})
+}
+
+// withWrites adds the page changes in log to m as contents that may have
+// survived a crash, to the devices of the same writers, and returns m.
+func withWrites(m *model, log []pageWrite) *model {
+	byWriter := map[uint32]*mdev{}
+	for _, d := range m.devs {
+		byWriter[d.writer] = d
+	}
+	for _, w := range log {
+		if d := byWriter[w.writer]; d != nil && w.page < int64(len(d.pages)) {
+			d.pages[w.page].since = append(d.pages[w.page].since, w.t)
+		}
+	}
+	return m
 }
 
 func newCrashRun(t testing.TB, f *faultfile.File) *crashRun {
@@ -258,7 +293,9 @@ func (r *crashRun) meta(step string, apply func(*model), call func() error) {
 	r.steps++
 	after := r.m.clone()
 	apply(after)
-	after.sync()
+	if !r.noAck {
+		after.sync()
+	}
 	r.after = after
 	err := call()
 	r.after = nil
@@ -296,7 +333,9 @@ func (r *crashRun) create(o thinpool.Options) {
 	r.meta("create pool", func(m *model) {
 		m.created, m.bs, m.dataBlocks, m.metaSize = true, bs, uint64(o.DataSize/bs), meta
 	}, func() (err error) {
-		r.p, err = thinpool.CreateFile(r.f, o)
+		if r.p, err = thinpool.CreateFile(r.f, o); err == nil {
+			r.dataOff = r.p.Usage().DataOffset
+		}
 		return err
 	})
 }
@@ -434,7 +473,7 @@ func (r *crashRun) writeData(name string, p0, n int64, zero bool) {
 		fillPages(buf, p0, t)
 	}
 	for i := p0; i < p0+n; i++ {
-		d.pages[i].set(t)
+		r.setPage(d, i, t)
 	}
 	if _, err := r.thins[name].WriteAt(buf, p0*crashPage); err != nil {
 		r.fail(fmt.Sprintf("write %s pages %d+%d", name, p0, n), err, r.m)
@@ -456,7 +495,7 @@ func (r *crashRun) discard(name string, p0, n int64) {
 		v1 = (end + bs - 1) / bs
 	}
 	for i := v0 * ppb; i < min(v1*ppb, int64(len(d.pages))); i++ {
-		d.pages[i].set(tag{})
+		r.setPage(d, i, tag{})
 	}
 	if err := r.thins[name].Discard(off, end-off); err != nil {
 		r.fail(fmt.Sprintf("discard %s pages %d+%d", name, p0, n), err, r.m)
@@ -472,7 +511,7 @@ func (r *crashRun) writeZeroes(name string, p0, n int64) {
 	r.steps++
 	d := r.m.devs[name]
 	for i := p0; i < p0+n; i++ {
-		d.pages[i].set(tag{})
+		r.setPage(d, i, tag{})
 	}
 	if err := r.thins[name].WriteZeroes(p0*crashPage, n*crashPage); err != nil {
 		r.fail(fmt.Sprintf("write zeroes %s pages %d+%d", name, p0, n), err, r.m)
@@ -510,6 +549,15 @@ func (r *crashRun) finish() []*model {
 // exact (the last write) or, after a crash, any allowed contents. Only the
 // mapped blocks are read; the rest must be allowed to read as zeros.
 func verifyDevice(t testing.TB, what string, p *thinpool.Pool, th *thinpool.Thin, d *mdev, exact bool) {
+	t.Helper()
+	if err := deviceMismatch(t, what, p, th, d, exact); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deviceMismatch is verifyDevice, but it returns the sectors that do not
+// match the model as an error.
+func deviceMismatch(t testing.TB, what string, p *thinpool.Pool, th *thinpool.Thin, d *mdev, exact bool) error {
 	t.Helper()
 	maps, err := p.Mappings(d.name)
 	if err != nil {
@@ -561,8 +609,9 @@ func verifyDevice(t testing.TB, what string, p *thinpool.Pool, th *thinpool.Thin
 	}
 	unmappedTo(npages)
 	if len(bad) > 0 {
-		t.Fatalf("%s: device %s (writer %d): %d bad sectors:\n  %s", what, d.name, d.writer, len(bad), strings.Join(bad[:min(len(bad), 8)], "\n  "))
+		return fmt.Errorf("%s: device %s (writer %d): %d bad sectors:\n  %s", what, d.name, d.writer, len(bad), strings.Join(bad[:min(len(bad), 8)], "\n  "))
 	}
+	return nil
 }
 
 var zeroPage [crashPage]byte
@@ -606,31 +655,41 @@ func mustCheckOK(t testing.TB, p *thinpool.Pool, what string) {
 	}
 }
 
-// verifyPool checks an open pool against the first of alts whose metadata
-// it shows, and fails if there is none.
-func verifyPool(t testing.TB, p *thinpool.Pool, alts []*model, what string) {
+// verifyPool checks an open pool against alts: it must show the metadata
+// of one of them and hold the data that one allows. Several may show the
+// same metadata and allow different data; the first that matches wins. It
+// returns that model.
+func verifyPool(t testing.TB, p *thinpool.Pool, alts []*model, what string) *model {
 	t.Helper()
 	mustCheckOK(t, p, what)
 	got := poolSignature(p)
-	var m *model
 	var want []string
-	for _, a := range alts {
-		if a.created && a.signature() == got {
-			m = a
-			break
+	var first error // the mismatch of the first model with the metadata shown
+	for _, m := range alts {
+		if !m.created || m.signature() != got {
+			want = append(want, m.signature())
+			continue
 		}
-		want = append(want, a.signature())
-	}
-	if m == nil {
-		t.Fatalf("%s: pool holds\n  %s\nwant one of\n  %s", what, got, strings.Join(want, "\n  "))
-	}
-	for _, n := range m.names() {
-		th, err := p.Device(n)
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
+		var err error
+		for _, n := range m.names() {
+			th, derr := p.Device(n)
+			if derr != nil {
+				t.Fatalf("%s: %v", what, derr)
+			}
+			if err = deviceMismatch(t, what, p, th, m.devs[n], false); err != nil {
+				break
+			}
 		}
-		verifyDevice(t, what, p, th, m.devs[n], false)
+		if err == nil {
+			return m
+		}
+		first = cmp.Or(first, err)
 	}
+	if first != nil {
+		t.Fatal(first)
+	}
+	t.Fatalf("%s: pool holds\n  %s\nwant one of\n  %s", what, got, strings.Join(want, "\n  "))
+	return nil
 }
 
 // crashOptions is a small pool, nearly full at times, whose journal fills
@@ -973,12 +1032,17 @@ type crashSample struct {
 
 // sampler returns an Injector that fails nothing but keeps in out, by
 // reservoir sampling, k states of the run chosen uniformly among its
-// operations. Copying a Mem only copies page pointers.
-func sampler(r **crashRun, rng *rand.Rand, k int, out *[]crashSample) faultfile.InjectorFunc {
+// operations for which pick holds (all if pick is nil; pick sees every
+// operation, in order). Copying a Mem only copies page pointers.
+func sampler(r **crashRun, rng *rand.Rand, k int, out *[]crashSample, pick func(faultfile.Op) bool) faultfile.InjectorFunc {
+	seen := 0
 	return func(op faultfile.Op) bool {
-		slot := op.Index
-		if slot >= k {
-			slot = rng.IntN(op.Index + 1)
+		if pick != nil && !pick(op) {
+			return false
+		}
+		slot := seen
+		if seen++; slot >= k {
+			slot = rng.IntN(seen)
 		}
 		if slot < k {
 			run := *r
@@ -1026,7 +1090,7 @@ func TestCrashRandomWorkload(t *testing.T) {
 
 		var r *crashRun
 		var samples []crashSample
-		f := faultfile.Wrap(faultfile.NewMem(), sampler(&r, rng, crashSamples, &samples))
+		f := faultfile.Wrap(faultfile.NewMem(), sampler(&r, rng, crashSamples, &samples, nil))
 		r = newCrashRun(t, f)
 		workload(r)
 		alts := r.finish()
