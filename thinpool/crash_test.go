@@ -25,7 +25,9 @@ package thinpool_test
 // the end, crashing at the end and at a few operations sampled on the way
 // (half of them crashing again while the pool recovers).
 // A failure names the seed and the operation, and the fixed workload's
-// operation numbers do not depend on the seed.
+// operation numbers do not depend on the seed. recovery_test.go crashes
+// twice: a process dies, the next one recovers the pool and goes on, and
+// then the power fails.
 
 import (
 	"bytes"

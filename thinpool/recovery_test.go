@@ -12,18 +12,26 @@ package thinpool_test
 //
 // TestRecoveryUnsynced kills the first process between a commit's write
 // and its fdatasync, recovers, acts without syncing, and cuts the power
-// (Mem.CrashRandom) once per seed.
+// (Mem.CrashRandom) once per seed. TestCrashDoubleRandom does the same at
+// a random operation of a random workload: THINPOOL_DOUBLE_CRASH_SEEDS
+// sets how many (default doubleCrashSeeds, 100 with -short).
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/thinpool/thinpool/test/faultfile"
 	"github.com/thinpool/thinpool/thinpool"
 )
+
+// doubleCrashSeeds is the default number of TestCrashDoubleRandom seeds.
+const doubleCrashSeeds = 1000
 
 // metaStart is the offset of the metadata area (FORMAT.md "File layout").
 const metaStart = 64 << 10
@@ -274,4 +282,154 @@ func mapsAny(t *testing.T, p *thinpool.Pool, name string, blocks map[uint64]bool
 		}
 	}
 	return false
+}
+
+// doubleCrashIters returns THINPOOL_DOUBLE_CRASH_SEEDS or def.
+func doubleCrashIters(t *testing.T, def int) int {
+	s := os.Getenv("THINPOOL_DOUBLE_CRASH_SEEDS")
+	if s == "" {
+		if testing.Short() {
+			return def / 10
+		}
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		t.Fatalf("THINPOOL_DOUBLE_CRASH_SEEDS=%q: want a count", s)
+	}
+	return n
+}
+
+// TestCrashDoubleRandom crashes twice. A small seeded random workload runs
+// in a first process, and the states just before two of its operations are
+// sampled: one drawn from all operations, one from the fdatasyncs that
+// follow a metadata write (a journal entry, checkpoint or superblock). In
+// each, the process dies: its unsynced writes stay in the Mem. A second
+// process recovers the pool, which must match what the first may have
+// committed, runs a few random steps that stop at the first sync, which
+// fails, and the power fails (one time in four every unsynced change is
+// lost, else Mem.CrashRandom). The pool must then hold what the first
+// process may have committed, with any of either process's unsynced
+// writes, or the second process's last metadata change.
+func TestCrashDoubleRandom(t *testing.T) {
+	for it := range doubleCrashIters(t, doubleCrashSeeds) {
+		t.Run(fmt.Sprintf("seed=%d", it), func(t *testing.T) { doubleCrash(t, uint64(it)) })
+	}
+}
+
+// doubleCrash runs one seed of TestCrashDoubleRandom.
+func doubleCrash(t *testing.T, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 0xdead))
+	var r *crashRun
+	afterMeta := false
+	afterMetaSync := func(op faultfile.Op) bool {
+		picked := op.Kind == faultfile.OpSync && afterMeta
+		afterMeta = op.Kind == faultfile.OpWrite && (r.dataOff == 0 || op.Off < r.dataOff)
+		return picked
+	}
+	var anyOp, syncOp []crashSample
+	sampleAny := sampler(&r, rng, 1, &anyOp, nil)
+	sampleSync := sampler(&r, rng, 1, &syncOp, afterMetaSync)
+	f := faultfile.Wrap(faultfile.NewMem(), faultfile.InjectorFunc(func(op faultfile.Op) bool {
+		sampleAny(op)
+		sampleSync(op)
+		return false
+	}))
+	r = newCrashRun(t, f)
+	smallWorkload(r, seed)
+	for _, smp := range slices.Concat(anyOp, syncOp) {
+		recoverAndCrash(t, r, smp, rng, fmt.Sprintf("seed %d, the process dies (%s)", seed, smp.what))
+	}
+}
+
+// recoverAndCrash recovers the pool that the first process r left in
+// smp.mem when it died, runs a few steps without a sync, cuts the power
+// and verifies the pool.
+func recoverAndCrash(t *testing.T, r *crashRun, smp crashSample, rng *rand.Rand, what string) {
+	t.Helper()
+	armed := false
+	r2 := recoverRun(t, smp.mem, smp.alts, r, &armed, what)
+	if r2 == nil {
+		return // died before the pool existed
+	}
+	armed = true
+	names := 1000 // new names do not clash with the first process's
+	if rng.IntN(2) == 0 {
+		// A metadata change first: its journal entry goes out with no
+		// data fdatasync before it.
+		names = metaStep(r2, rng, names)
+	}
+	for range rng.IntN(6) {
+		if !r2.live() {
+			break
+		}
+		names = randomStep(r2, rng, names)
+	}
+	ops := r2.f.Ops()
+	mode := crashTorn
+	if rng.IntN(4) == 0 {
+		mode = crashDrop
+	}
+	crash(r2.f, mode, rng.Uint64())
+	verifyCrash(t, smp.mem, afterRecovery(smp.alts, r2),
+		fmt.Sprintf("%s, recovered, %d steps and %d ops (%s: %v), %s power loss", what, r2.steps, ops, r2.failed, r2.err, mode))
+}
+
+// smallWorkload is a random workload of 4 to 19 steps, one in four of
+// them a step that frees blocks or writes a checkpoint.
+func smallWorkload(r *crashRun, seed uint64) {
+	rng := rand.New(rand.NewPCG(seed, 0x5a11))
+	o := thinpool.Options{DataSize: 64 << 20, MetadataSize: 1 << 20, BlockSize: []int64{0, 128 << 10}[rng.IntN(2)]}
+	r.create(o)
+	r.createThin("d0", randomSize(rng), randomLabels(rng))
+	names := 1
+	for range 4 + rng.IntN(16) {
+		if !r.live() {
+			return
+		}
+		if rng.IntN(4) == 0 {
+			freeStep(r, rng)
+		} else {
+			names = randomStep(r, rng, names)
+		}
+	}
+}
+
+// freeStep commits a change that frees blocks (a delete, or a discard),
+// or writes a checkpoint.
+func freeStep(r *crashRun, rng *rand.Rand) {
+	all := r.m.names()
+	switch x := rng.IntN(3); {
+	case x == 0 && len(all) > 1:
+		r.remove(all[rng.IntN(len(all))])
+	case x == 1 && len(all) > 0:
+		n := all[rng.IntN(len(all))]
+		if r.m.devs[n].ro {
+			return
+		}
+		np := int64(len(r.m.devs[n].pages))
+		p0 := rng.Int64N(np)
+		r.discard(n, p0, 1+rng.Int64N(np-p0))
+		r.sync()
+	default:
+		r.checkpoint()
+	}
+}
+
+// metaStep runs a random metadata change; names counts the names used.
+func metaStep(r *crashRun, rng *rand.Rand, names int) int {
+	all := r.m.names()
+	switch x := rng.IntN(4); {
+	case x == 0 && len(all) > 1:
+		r.remove(all[rng.IntN(len(all))])
+	case x == 1 && len(all) > 0:
+		r.setLabels(all[rng.IntN(len(all))], randomLabels(rng))
+	case x == 2 && len(all) > 0:
+		names++
+		r.snapshot(all[rng.IntN(len(all))], "d"+strconv.Itoa(names-1), false)
+	default:
+		names++
+		r.createThin("d"+strconv.Itoa(names-1), randomSize(rng), nil)
+	}
+	return names
 }
