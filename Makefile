@@ -29,8 +29,9 @@ test: fmt-check vet  ## gofmt + vet + go test -race (ENABLE_RACE=0 drops -race),
 test-root:  ## only the root integration tests: FUSE, loop devices, filesystems, kill -9
 	$(GO) test -tags integration -count=1 -timeout 20m -v ./test/
 
-crashtest:  ## kill -9 the daemon under load CRASH_ROUNDS times (default 20)
+crashtest:  ## kill -9 the daemon under load CRASH_ROUNDS times (default 20); the thinpool crash tests with CRASH_ITERS random workloads (default 600) and DOUBLE_CRASH_SEEDS double crashes (default 20000)
 	THINPOOL_CRASH_ROUNDS=$${CRASH_ROUNDS:-20} $(GO) test -tags integration -count=1 -timeout 60m -run 'Kill9' -v ./test/
+	THINPOOL_CRASH_ITERS=$${CRASH_ITERS:-600} THINPOOL_DOUBLE_CRASH_SEEDS=$${DOUBLE_CRASH_SEEDS:-20000} $(GO) test -count=1 -timeout 60m -run 'Crash|Recovery' ./thinpool/
 
 test-invariants:  ## go test -tags invariants
 	$(GO) test -tags invariants -count=1 -timeout $(TIMEOUT) $(PKGS)

@@ -3,12 +3,14 @@ package thinpool_test
 // Crash-injection tests (STYLE.md "Testing"): a workload runs on
 // faultfile.Wrap(faultfile.NewMem(), faultfile.OnIndex(i)) for i = 0, 1, 2,
 // ... until it completes without reaching the fault. After each run the Mem
-// crashes (unsynced writes are lost, or a random subset of them survives
-// with the last one torn) and the pool is reopened on what is left. It must
-// open, pass Check, hold every device that was committed with its size,
-// name, flags and labels, hold every write that a sync acknowledged, and
-// show in every other 512-byte sector either its last synced contents or
-// what a later write put there: never another device's data, never garbage.
+// crashes (unsynced writes are lost, or each page they touched is left in a
+// random state it had since the last sync, perhaps torn at a sector
+// boundary: faultfile.Mem.CrashRandom) and the pool is reopened on what is
+// left. It must open, pass Check, hold every device that was committed with
+// its size, name, flags and labels, hold every write that a sync
+// acknowledged, and show in every other 512-byte sector either its last
+// synced contents or what a later write put there: never another device's
+// data, never garbage.
 //
 // Every write fills each 512-byte sector with a self-describing pattern
 // (writer, generation, sector number, checksum; see fillPages), so a read
@@ -23,7 +25,9 @@ package thinpool_test
 // the end, crashing at the end and at a few operations sampled on the way
 // (half of them crashing again while the pool recovers).
 // A failure names the seed and the operation, and the fixed workload's
-// operation numbers do not depend on the seed.
+// operation numbers do not depend on the seed. recovery_test.go crashes
+// twice: a process dies, the next one recovers the pool and goes on, and
+// then the power fails.
 
 import (
 	"bytes"
@@ -48,7 +52,7 @@ import (
 
 const (
 	crashPage      = 4096 // unit of the model: every write covers whole pages
-	crashSector    = 512  // unit of the data pattern, and of torn writes
+	crashSector    = 512  // unit of the data pattern, and of torn pages
 	sectorsPerPage = crashPage / crashSector
 	crashTagMagic  = 0x47415443                // "CTAG"
 	crashBlock     = thinpool.DefaultBlockSize // of the fixed workload
@@ -225,6 +229,41 @@ type crashRun struct {
 	writers uint32 // last writer id
 	buf     []byte // for writes
 	after   *model // while a metadata call runs: the model if it succeeds
+	dataOff int64  // start of the data area, once the pool is created
+	// log holds every page write, discard and zeroing, oldest first, so
+	// that they can be added to models other than m (see withWrites).
+	log []pageWrite
+	// noAck is set for a run whose every sync fails (see recoverRun): a
+	// failed metadata call's after model then marks nothing as synced.
+	noAck bool
+}
+
+// pageWrite is a change of a page of the device of a writer.
+type pageWrite struct {
+	writer uint32
+	page   int64
+	t      tag
+}
+
+// setPage records a change of page i of d: t is what reads return now.
+func (r *crashRun) setPage(d *mdev, i int64, t tag) {
+	d.pages[i].set(t)
+	r.log = append(r.log, pageWrite{d.writer, i, t})
+}
+
+// withWrites adds the page changes in log to m as contents that may have
+// survived a crash, to the devices of the same writers, and returns m.
+func withWrites(m *model, log []pageWrite) *model {
+	byWriter := map[uint32]*mdev{}
+	for _, d := range m.devs {
+		byWriter[d.writer] = d
+	}
+	for _, w := range log {
+		if d := byWriter[w.writer]; d != nil && w.page < int64(len(d.pages)) {
+			d.pages[w.page].since = append(d.pages[w.page].since, w.t)
+		}
+	}
+	return m
 }
 
 func newCrashRun(t testing.TB, f *faultfile.File) *crashRun {
@@ -256,7 +295,9 @@ func (r *crashRun) meta(step string, apply func(*model), call func() error) {
 	r.steps++
 	after := r.m.clone()
 	apply(after)
-	after.sync()
+	if !r.noAck {
+		after.sync()
+	}
 	r.after = after
 	err := call()
 	r.after = nil
@@ -294,7 +335,9 @@ func (r *crashRun) create(o thinpool.Options) {
 	r.meta("create pool", func(m *model) {
 		m.created, m.bs, m.dataBlocks, m.metaSize = true, bs, uint64(o.DataSize/bs), meta
 	}, func() (err error) {
-		r.p, err = thinpool.CreateFile(r.f, o)
+		if r.p, err = thinpool.CreateFile(r.f, o); err == nil {
+			r.dataOff = r.p.Usage().DataOffset
+		}
 		return err
 	})
 }
@@ -432,7 +475,7 @@ func (r *crashRun) writeData(name string, p0, n int64, zero bool) {
 		fillPages(buf, p0, t)
 	}
 	for i := p0; i < p0+n; i++ {
-		d.pages[i].set(t)
+		r.setPage(d, i, t)
 	}
 	if _, err := r.thins[name].WriteAt(buf, p0*crashPage); err != nil {
 		r.fail(fmt.Sprintf("write %s pages %d+%d", name, p0, n), err, r.m)
@@ -454,7 +497,7 @@ func (r *crashRun) discard(name string, p0, n int64) {
 		v1 = (end + bs - 1) / bs
 	}
 	for i := v0 * ppb; i < min(v1*ppb, int64(len(d.pages))); i++ {
-		d.pages[i].set(tag{})
+		r.setPage(d, i, tag{})
 	}
 	if err := r.thins[name].Discard(off, end-off); err != nil {
 		r.fail(fmt.Sprintf("discard %s pages %d+%d", name, p0, n), err, r.m)
@@ -470,7 +513,7 @@ func (r *crashRun) writeZeroes(name string, p0, n int64) {
 	r.steps++
 	d := r.m.devs[name]
 	for i := p0; i < p0+n; i++ {
-		d.pages[i].set(tag{})
+		r.setPage(d, i, tag{})
 	}
 	if err := r.thins[name].WriteZeroes(p0*crashPage, n*crashPage); err != nil {
 		r.fail(fmt.Sprintf("write zeroes %s pages %d+%d", name, p0, n), err, r.m)
@@ -508,6 +551,15 @@ func (r *crashRun) finish() []*model {
 // exact (the last write) or, after a crash, any allowed contents. Only the
 // mapped blocks are read; the rest must be allowed to read as zeros.
 func verifyDevice(t testing.TB, what string, p *thinpool.Pool, th *thinpool.Thin, d *mdev, exact bool) {
+	t.Helper()
+	if err := deviceMismatch(t, what, p, th, d, exact); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deviceMismatch is verifyDevice, but it returns the sectors that do not
+// match the model as an error.
+func deviceMismatch(t testing.TB, what string, p *thinpool.Pool, th *thinpool.Thin, d *mdev, exact bool) error {
 	t.Helper()
 	maps, err := p.Mappings(d.name)
 	if err != nil {
@@ -559,8 +611,9 @@ func verifyDevice(t testing.TB, what string, p *thinpool.Pool, th *thinpool.Thin
 	}
 	unmappedTo(npages)
 	if len(bad) > 0 {
-		t.Fatalf("%s: device %s (writer %d): %d bad sectors:\n  %s", what, d.name, d.writer, len(bad), strings.Join(bad[:min(len(bad), 8)], "\n  "))
+		return fmt.Errorf("%s: device %s (writer %d): %d bad sectors:\n  %s", what, d.name, d.writer, len(bad), strings.Join(bad[:min(len(bad), 8)], "\n  "))
 	}
+	return nil
 }
 
 var zeroPage [crashPage]byte
@@ -604,31 +657,41 @@ func mustCheckOK(t testing.TB, p *thinpool.Pool, what string) {
 	}
 }
 
-// verifyPool checks an open pool against the first of alts whose metadata
-// it shows, and fails if there is none.
-func verifyPool(t testing.TB, p *thinpool.Pool, alts []*model, what string) {
+// verifyPool checks an open pool against alts: it must show the metadata
+// of one of them and hold the data that one allows. Several may show the
+// same metadata and allow different data; the first that matches wins. It
+// returns that model.
+func verifyPool(t testing.TB, p *thinpool.Pool, alts []*model, what string) *model {
 	t.Helper()
 	mustCheckOK(t, p, what)
 	got := poolSignature(p)
-	var m *model
 	var want []string
-	for _, a := range alts {
-		if a.created && a.signature() == got {
-			m = a
-			break
+	var first error // the mismatch of the first model with the metadata shown
+	for _, m := range alts {
+		if !m.created || m.signature() != got {
+			want = append(want, m.signature())
+			continue
 		}
-		want = append(want, a.signature())
-	}
-	if m == nil {
-		t.Fatalf("%s: pool holds\n  %s\nwant one of\n  %s", what, got, strings.Join(want, "\n  "))
-	}
-	for _, n := range m.names() {
-		th, err := p.Device(n)
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
+		var err error
+		for _, n := range m.names() {
+			th, derr := p.Device(n)
+			if derr != nil {
+				t.Fatalf("%s: %v", what, derr)
+			}
+			if err = deviceMismatch(t, what, p, th, m.devs[n], false); err != nil {
+				break
+			}
 		}
-		verifyDevice(t, what, p, th, m.devs[n], false)
+		if err == nil {
+			return m
+		}
+		first = cmp.Or(first, err)
 	}
+	if first != nil {
+		t.Fatal(first)
+	}
+	t.Fatalf("%s: pool holds\n  %s\nwant one of\n  %s", what, got, strings.Join(want, "\n  "))
+	return nil
 }
 
 // crashOptions is a small pool, nearly full at times, whose journal fills
@@ -752,7 +815,7 @@ type crashMode uint8
 const (
 	crashInvalid crashMode = iota
 	crashDrop              // every unsynced change is lost
-	crashTorn              // a random subset survives, the last write torn
+	crashTorn              // each page in a random state it had, maybe torn (Mem.CrashRandom)
 )
 
 func (c crashMode) String() string {
@@ -798,8 +861,8 @@ func crashLoop(t *testing.T, workload func(*crashRun), modes ...crashMode) int {
 }
 
 // TestCrashFixedWorkload crashes the fixed workload at every operation:
-// once losing every unsynced change, and once keeping a random subset of
-// them with the last write torn.
+// once losing every unsynced change, and once leaving each page it changed
+// in a random state it had since the last sync (Mem.CrashRandom).
 func TestCrashFixedWorkload(t *testing.T) {
 	n := crashLoop(t, fixedWorkload, crashDrop, crashTorn)
 	t.Logf("%d crash points", n)
@@ -971,12 +1034,17 @@ type crashSample struct {
 
 // sampler returns an Injector that fails nothing but keeps in out, by
 // reservoir sampling, k states of the run chosen uniformly among its
-// operations. Copying a Mem only copies page pointers.
-func sampler(r **crashRun, rng *rand.Rand, k int, out *[]crashSample) faultfile.InjectorFunc {
+// operations for which pick holds (all if pick is nil; pick sees every
+// operation, in order). Copying a Mem only copies page pointers.
+func sampler(r **crashRun, rng *rand.Rand, k int, out *[]crashSample, pick func(faultfile.Op) bool) faultfile.InjectorFunc {
+	seen := 0
 	return func(op faultfile.Op) bool {
-		slot := op.Index
-		if slot >= k {
-			slot = rng.IntN(op.Index + 1)
+		if pick != nil && !pick(op) {
+			return false
+		}
+		slot := seen
+		if seen++; slot >= k {
+			slot = rng.IntN(seen)
 		}
 		if slot < k {
 			run := *r
@@ -1024,7 +1092,7 @@ func TestCrashRandomWorkload(t *testing.T) {
 
 		var r *crashRun
 		var samples []crashSample
-		f := faultfile.Wrap(faultfile.NewMem(), sampler(&r, rng, crashSamples, &samples))
+		f := faultfile.Wrap(faultfile.NewMem(), sampler(&r, rng, crashSamples, &samples, nil))
 		r = newCrashRun(t, f)
 		workload(r)
 		alts := r.finish()

@@ -1,10 +1,12 @@
 // Package faultfile provides thinpool.File implementations for crash and
 // fault-injection tests, after pebble's errorfs:
 //
-//   - Mem is an in-memory file that models a disk with a volatile write
-//     cache. Reads see every write; Sync makes them durable; Crash loses
-//     whatever was not synced, and CrashRandom keeps a random subset of it
-//     and tears the last write it keeps, as a real disk may.
+//   - Mem is an in-memory file that models the host page cache in front of
+//     a disk with a volatile write cache. Reads see every write; Sync makes
+//     them durable; Crash loses whatever was not synced, and CrashRandom
+//     leaves each page that changed since the last Sync in one of the states
+//     it really had, as page-cache writeback cut short by a power loss may
+//     (see "Crash model").
 //   - File wraps any thinpool.File, counts the operations that change it,
 //     and fails the one an Injector picks and every one after it, like a
 //     disk that died.
@@ -12,6 +14,23 @@
 // A crash test runs a workload on Wrap(NewMem(), OnIndex(i)) for i = 0, 1,
 // 2, ... until the workload completes without reaching the fault, crashes
 // the Mem after each run, and reopens the pool on it.
+//
+// A process that dies without a power loss is modelled by leaving the Mem
+// alone: its unsynced changes stay readable, as in the page cache, and the
+// next process to open it sees them.
+//
+// # Crash model
+//
+// The kernel writes dirty pages back whole, in any order, and the disk's
+// cache may keep or lose each write it has not flushed. A power loss can
+// therefore leave each page in any state that page had since the last
+// Sync, independently of every other page, but never with a later change
+// to a page without the earlier ones to that page. CrashRandom picks such a
+// state for each page, and may tear a page between two consecutive states
+// at SectorSize boundaries, as a write interrupted part-way leaves it on a
+// disk that writes sectors atomically. It never builds a sector that the
+// file did not hold at some point, so a crash test that fails on it shows
+// a real bug, not an artefact of the simulation.
 //
 // Mem and File are safe for concurrent use.
 package faultfile
@@ -34,8 +53,8 @@ import (
 // memory, so a sparse file of gigabytes costs only what was written.
 const PageSize = 4096
 
-// SectorSize is the unit of atomic writes: CrashRandom tears a write only at
-// a multiple of SectorSize bytes from the start of the file.
+// SectorSize is the unit of atomic writes: CrashRandom tears a page only at
+// a multiple of SectorSize bytes from its start.
 const SectorSize = 512
 
 var (
@@ -214,11 +233,8 @@ func (im *image) truncate(size int64) []pageRef {
 	return refs
 }
 
-// change is one unsynced operation.
+// change is one unsynced operation: a write, punch or truncate.
 type change struct {
-	kind OpKind // OpWrite, OpPunchHole or OpTruncate
-	off  int64  // OpWrite, OpPunchHole: offset; OpTruncate: the new size
-	n    int64  // OpWrite, OpPunchHole: length
 	// size is the file size after the change and refs the pages it left,
 	// in order: applying them to the image the change was made on gives
 	// the image after it.
@@ -234,37 +250,46 @@ func (c *change) commit(im *image) {
 	im.size = c.size
 }
 
-// data returns the first n bytes c wrote (OpWrite only).
-func (c *change) data(n int64) []byte {
-	b := make([]byte, n)
-	for _, r := range c.refs {
-		lo, hi := max(c.off, r.idx*PageSize), min(c.off+n, (r.idx+1)*PageSize)
-		if lo < hi && r.pg != nil {
-			copy(b[lo-c.off:hi-c.off], r.pg[lo-r.idx*PageSize:hi-r.idx*PageSize])
+// cut sets the size to size and drops what lies past it: whole pages, and
+// the end of the page that holds the new end of file.
+func (im *image) cut(size int64) {
+	for idx, pg := range im.pages {
+		switch lo := size - idx*PageSize; {
+		case lo <= 0:
+			delete(im.pages, idx)
+		case lo < PageSize && !bytes.Equal(pg[lo:], zeroPage[lo:]):
+			im.edit(idx, int(lo), PageSize, nil)
 		}
 	}
-	return b
+	im.size = size
 }
 
-// redo applies the effect of c on its own, the first n bytes of a write,
-// to im, which need not hold every change before c.
-func (c *change) redo(im *image, n int64) {
-	switch c.kind {
-	case OpWrite:
-		im.writeAt(c.data(n), c.off)
-	case OpPunchHole:
-		im.punch(c.off, c.n)
-	case OpTruncate:
-		im.truncate(c.off)
-	default:
-		panic("faultfile: redo of " + c.kind.String())
+// tear returns a page whose every sector comes from from or from to
+// (nil: zeros), chosen independently: a write of to over from cut short.
+func tear(rng *rand.Rand, from, to *page) *page {
+	if from == nil {
+		from = &zeroPage
 	}
+	if to == nil {
+		to = &zeroPage
+	}
+	pg := new(page)
+	for lo := 0; lo < PageSize; lo += SectorSize {
+		src := from
+		if rng.IntN(2) == 0 {
+			src = to
+		}
+		copy(pg[lo:lo+SectorSize], src[lo:lo+SectorSize])
+	}
+	return pg
 }
 
 // Mem is an in-memory thinpool.File with a volatile write cache: reads see
 // every completed write, punch and truncate; Sync makes them durable; Crash
-// drops what Sync has not made durable. Close does nothing, so a test can
-// open a pool on the same Mem again after a crash.
+// drops what Sync has not made durable, and CrashRandom keeps part of it
+// (see "Crash model" in the package doc). Close does nothing, so a test can
+// open a pool on the same Mem again after a crash, or after the process
+// that had it open died: then the unsynced changes are still there.
 //
 // Mem is safe for concurrent use. It holds the pages written and not
 // since overwritten or punched, durable or not, whatever the file size.
@@ -296,7 +321,7 @@ func (m *Mem) WriteAt(b []byte, off int64) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	refs := m.cur.writeAt(b, off)
-	m.pending = append(m.pending, change{kind: OpWrite, off: off, n: int64(len(b)), size: m.cur.size, refs: refs})
+	m.pending = append(m.pending, change{size: m.cur.size, refs: refs})
 	return len(b), nil
 }
 
@@ -309,7 +334,7 @@ func (m *Mem) PunchHole(off, n int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	refs := m.cur.punch(off, n)
-	m.pending = append(m.pending, change{kind: OpPunchHole, off: off, n: n, size: m.cur.size, refs: refs})
+	m.pending = append(m.pending, change{size: m.cur.size, refs: refs})
 	return nil
 }
 
@@ -321,7 +346,7 @@ func (m *Mem) Truncate(size int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	refs := m.cur.truncate(size)
-	m.pending = append(m.pending, change{kind: OpTruncate, off: size, size: size, refs: refs})
+	m.pending = append(m.pending, change{size: size, refs: refs})
 	return nil
 }
 
@@ -369,41 +394,64 @@ func (m *Mem) Crash() {
 	m.cur = m.durable.clone()
 }
 
-// CrashRandom simulates a power loss on a disk that wrote back part of its
-// cache: each change since the last Sync survives with probability 1/2, in
-// the order it was made, and the last surviving write is torn at a random
-// SectorSize boundary inside it (its first sectors survive, the rest do
-// not) when it spans one. It returns how many changes survived.
+// CrashRandom simulates a power loss after the page cache wrote back part
+// of what changed since the last Sync (see "Crash model" in the package
+// doc), with choices drawn from rng:
+//
+//   - Each page that one or more of those changes touched ends,
+//     independently of the other pages, in the state it had after the
+//     first k of them, k uniform from 0 (its durable state) to all.
+//   - A page left in a state k ≥ 1 is torn with probability 1/4: each of
+//     its sectors holds, independently, what it held in state k or in
+//     state k−1. A torn page thus never holds a sector the page did not
+//     hold at some point.
+//   - The file size is the size after the first j changes, j uniform from
+//     0 (the durable size) to all of them, on its own, as a file system
+//     that logs the size apart from the data may leave it. Whatever lies
+//     past that size is dropped: it reads as zeros if the file grows again.
+//
+// Afterwards reads see the resulting image, and nothing is unsynced. It
+// returns the number of pages left in a state newer than their durable one
+// (k ≥ 1, torn or not, before the size cut); 0 means that nothing
+// unsynced survived but perhaps the size.
 func (m *Mem) CrashRandom(rng *rand.Rand) (kept int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var keep []*change
-	for i := range m.pending {
-		if rng.IntN(2) == 0 {
-			keep = append(keep, &m.pending[i])
-		}
-	}
-	torn, cut := -1, int64(0)
-	for i := len(keep) - 1; i >= 0; i-- {
-		if c := keep[i]; c.kind == OpWrite {
-			first := c.off/SectorSize + 1          // first boundary after the start
-			last := (c.off + c.n - 1) / SectorSize // last boundary before the end
-			if first <= last {
-				torn, cut = i, (first+rng.Int64N(last-first+1))*SectorSize-c.off
+	states := map[int64][]*page{} // page index -> its states after each change, oldest first
+	var order []int64             // page indexes in the order first touched, for determinism
+	for _, c := range m.pending {
+		for _, r := range c.refs {
+			if _, ok := states[r.idx]; !ok {
+				order = append(order, r.idx)
 			}
-			break
+			states[r.idx] = append(states[r.idx], r.pg)
 		}
 	}
-	for i, c := range keep {
-		n := c.n
-		if i == torn {
-			n = cut
+	im := m.durable
+	for _, idx := range order {
+		after := states[idx]
+		k := rng.IntN(len(after) + 1)
+		if k == 0 {
+			continue
 		}
-		c.redo(m.durable, n)
+		kept++
+		pg, prev := after[k-1], im.pages[idx]
+		if k >= 2 {
+			prev = after[k-2]
+		}
+		if rng.IntN(4) == 0 {
+			pg = tear(rng, prev, pg)
+		}
+		im.set(idx, pg)
 	}
+	size := im.size
+	if j := rng.IntN(len(m.pending) + 1); j > 0 {
+		size = m.pending[j-1].size
+	}
+	im.cut(size)
 	m.pending = nil
-	m.cur = m.durable.clone()
-	return len(keep)
+	m.cur = im.clone()
+	return kept
 }
 
 // Clone returns an independent copy of m, unsynced changes included, so

@@ -198,91 +198,205 @@ func TestMemSparse(t *testing.T) {
 	}
 }
 
-// TestMemCrashRandom checks that a random crash keeps, of each unsynced
-// write, all of it, none of it, or (for the last one kept) a prefix of
-// whole sectors; and that over many seeds every outcome happens.
+// history records what a Mem held after its last Sync and after each
+// change since, to check a random crash against the crash model.
+type history struct {
+	m      *Mem
+	states [][]byte // the file after the Sync, then after each change
+}
+
+// newHistory syncs m and starts a history of it.
+func newHistory(t *testing.T, m *Mem) *history {
+	t.Helper()
+	if err := m.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	h := &history{m: m}
+	h.record(t)
+	return h
+}
+
+// record notes the file after a change.
+func (h *history) record(t *testing.T) {
+	t.Helper()
+	size, _ := h.m.Size()
+	h.states = append(h.states, mustRead(t, h.m, 0, int(size)))
+}
+
+// pageOf returns page idx of b, zeros past its end.
+func pageOf(b []byte, idx int) []byte {
+	pg := make([]byte, PageSize)
+	if lo := idx * PageSize; lo < len(b) {
+		copy(pg, b[lo:])
+	}
+	return pg
+}
+
+// crashOutcome is what a random crash left in one page.
+type crashOutcome struct {
+	state int  // the state the page holds (deduplicated index), or the newer of the two it is torn between
+	torn  bool // it holds sectors of two states and equals neither
+}
+
+// check verifies the Mem after a crash against the model of the package
+// doc: the size is one the file had; below it, each page holds one state it
+// had since the Sync, or sectors of two consecutive ones; past it, zeros
+// once the file grows again. It returns the outcome for each page.
+func (h *history) check(t *testing.T, what string) []crashOutcome {
+	t.Helper()
+	if h.m.Unsynced() != 0 {
+		t.Fatalf("%s: changes pending after crash", what)
+	}
+	size, _ := h.m.Size()
+	var maxSize int
+	sizeOK := false
+	for _, st := range h.states {
+		maxSize = max(maxSize, len(st))
+		sizeOK = sizeOK || int64(len(st)) == size
+	}
+	if !sizeOK {
+		t.Fatalf("%s: size %d is no size the file had", what, size)
+	}
+	got := mustRead(t, h.m, 0, int(size))
+	if err := h.m.Truncate(int64(maxSize)); err != nil {
+		t.Fatal(err)
+	}
+	requireBytes(t, what+": past the size after a grow", mustRead(t, h.m, size, maxSize-int(size)), make([]byte, maxSize-int(size)))
+
+	var out []crashOutcome
+	for idx := 0; idx*PageSize < maxSize; idx++ {
+		var seq [][]byte // the states of the page, consecutive repeats dropped
+		for _, st := range h.states {
+			if pg := pageOf(st, idx); len(seq) == 0 || !bytes.Equal(pg, seq[len(seq)-1]) {
+				seq = append(seq, pg)
+			}
+		}
+		lim := min(PageSize, max(0, int(size)-idx*PageSize)) // bytes of the page below the size
+		res := pageOf(got, idx)[:lim]
+		o, ok := crashOutcome{}, false
+		for k := range seq {
+			if bytes.Equal(res, seq[k][:lim]) {
+				o, ok = crashOutcome{state: k}, true // the newest state it equals
+			}
+		}
+		for k := 1; k < len(seq) && !ok; k++ {
+			torn := true
+			for lo := 0; lo < lim && torn; lo += SectorSize {
+				hi := min(lo+SectorSize, lim)
+				torn = bytes.Equal(res[lo:hi], seq[k][lo:hi]) || bytes.Equal(res[lo:hi], seq[k-1][lo:hi])
+			}
+			if torn {
+				o, ok = crashOutcome{state: k, torn: true}, true
+			}
+		}
+		if !ok {
+			t.Fatalf("%s: page %d holds %q..., no state it had nor two consecutive ones torn", what, idx, head(res))
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// TestMemCrashRandom checks the crash model on sub-page writes: each page
+// ends in a state it had since the last Sync, or torn at sector boundaries
+// between two consecutive ones; a later write to a page never survives
+// without an earlier one; pages survive independently; and over many
+// seeds every outcome happens.
 func TestMemCrashRandom(t *testing.T) {
-	const nwrites = 8
-	// Write i covers [i*3000+100, +2500): unaligned, spanning sectors.
-	span := func(i int) (int64, int) { return int64(i)*3000 + 100, 2500 }
-	var sawKept, sawDropped, sawTorn bool
-	for seed := uint64(0); seed < 200; seed++ {
+	const seeds = 300
+	seen := map[string]bool{}
+	for seed := uint64(0); seed < seeds; seed++ {
+		what := fmt.Sprintf("seed %d", seed)
 		m := NewMem()
-		mustWrite(t, m, make([]byte, nwrites*3000), 0) // durable zeros
-		if err := m.Sync(); err != nil {
+		mustWrite(t, m, fill(4*PageSize, 'z'), 0)
+		h := newHistory(t, m)
+		// Page 0: two sub-page writes, the second over part of the first.
+		mustWrite(t, m, fill(1000, 'A'), 100)
+		h.record(t)
+		mustWrite(t, m, fill(1400, 'B'), 600)
+		h.record(t)
+		// Pages 1 and 2: one write across both.
+		mustWrite(t, m, fill(2000, 'C'), 2*PageSize-1000)
+		h.record(t)
+		// Page 3: a write, then a punch over part of it.
+		mustWrite(t, m, fill(PageSize, 'D'), 3*PageSize)
+		h.record(t)
+		if err := m.PunchHole(3*PageSize+SectorSize, 2*SectorSize); err != nil {
 			t.Fatal(err)
 		}
-		for i := range nwrites {
-			off, n := span(i)
-			mustWrite(t, m, fill(n, byte('A'+i)), off)
-		}
+		h.record(t)
+
 		kept := m.CrashRandom(rand.New(rand.NewPCG(seed, 1)))
-		if m.Unsynced() != 0 {
-			t.Fatal("changes pending after crash")
+		out := h.check(t, what)
+
+		pg0 := mustRead(t, m, 0, PageSize)
+		if bytes.IndexByte(pg0, 'B') >= 0 && !bytes.Equal(pg0[100:600], fill(500, 'A')) {
+			t.Fatalf("%s: the second write to page 0 survived without the first: %q", what, pg0[:2000])
 		}
-		whole, torn := 0, 0
-		for i := range nwrites {
-			off, n := span(i)
-			got := mustRead(t, m, off, n)
-			k := bytes.IndexByte(append(got, 0), 0) // bytes of the write that survived
-			if !bytes.Equal(got[:k], fill(k, byte('A'+i))) || !bytes.Equal(got[k:], make([]byte, n-k)) {
-				t.Fatalf("seed %d write %d: not a prefix of the write: %q", seed, i, got)
-			}
-			switch {
-			case k == n:
-				whole++
-			case k > 0:
-				torn++
-				if (off+int64(k))%SectorSize != 0 {
-					t.Fatalf("seed %d write %d torn at %d, not a sector boundary", seed, i, off+int64(k))
-				}
-				sawTorn = true
+		changed := 0
+		for idx := range 4 {
+			if !bytes.Equal(mustRead(t, m, int64(idx)*PageSize, PageSize), pageOf(h.states[0], idx)) {
+				changed++
 			}
 		}
-		if torn > 1 || whole+torn > kept {
-			t.Fatalf("seed %d: %d whole and %d torn writes, %d changes kept", seed, whole, torn, kept)
+		if changed > kept || kept > 4 {
+			t.Fatalf("%s: %d pages changed, CrashRandom returned %d of 4 touched", what, changed, kept)
 		}
-		sawKept = sawKept || whole > 0
-		sawDropped = sawDropped || whole+torn < nwrites
+		for idx, o := range out {
+			seen[fmt.Sprintf("page %d state %d torn %v", idx, o.state, o.torn)] = true
+		}
+		seen[fmt.Sprintf("pages 1, 2 in states %d, %d", out[1].state, out[2].state)] = true
 	}
-	if !sawKept || !sawDropped || !sawTorn {
-		t.Fatalf("200 seeds: kept %v, dropped %v, torn %v; want all", sawKept, sawDropped, sawTorn)
+	for _, want := range []string{
+		"page 0 state 0 torn false", // neither write
+		"page 0 state 1 torn false", // the first only
+		"page 0 state 2 torn false", // both
+		"page 0 state 2 torn true",  // the second torn over the first
+		"page 3 state 2 torn false", // the punch
+		"pages 1, 2 in states 1, 0", // one page of a write without the other
+		"pages 1, 2 in states 0, 1",
+	} {
+		if !seen[want] {
+			t.Errorf("%d seeds never gave %q", seeds, want)
+		}
 	}
 }
 
-// TestMemCrashRandomPunchTruncate checks that punches and truncates survive
-// a random crash whole or not at all, independently.
+// TestMemCrashRandomPunchTruncate checks punches, truncates and a write
+// that extends the file again: the size is one the file had, whatever lies
+// past it is gone, and every page holds a state it had.
 func TestMemCrashRandomPunchTruncate(t *testing.T) {
-	seen := map[[2]bool]bool{}
-	for seed := uint64(0); seed < 64; seed++ {
+	seen := map[string]bool{}
+	for seed := uint64(0); seed < 200; seed++ {
 		m := NewMem()
 		mustWrite(t, m, fill(4*PageSize, 'x'), 0)
-		if err := m.Sync(); err != nil {
+		h := newHistory(t, m)
+		if err := m.PunchHole(100, PageSize); err != nil { // pages 0 and 1, in part
 			t.Fatal(err)
 		}
-		if err := m.PunchHole(100, PageSize); err != nil {
+		h.record(t)
+		if err := m.Truncate(2*PageSize + 100); err != nil { // cuts page 2, drops page 3
 			t.Fatal(err)
 		}
-		if err := m.Truncate(3 * PageSize); err != nil {
-			t.Fatal(err)
-		}
+		h.record(t)
+		mustWrite(t, m, fill(500, 'y'), 3*PageSize+1000) // grows it again
+		h.record(t)
 		m.CrashRandom(rand.New(rand.NewPCG(seed, 2)))
 		size, _ := m.Size()
-		truncated := size == 3*PageSize
-		if !truncated && size != 4*PageSize {
-			t.Fatalf("seed %d: size %d", seed, size)
-		}
-		got := mustRead(t, m, 0, int(size))
-		punched := got[100] == 0
-		want := fill(int(size), 'x')
-		if punched {
-			copy(want[100:], make([]byte, PageSize))
-		}
-		requireBytes(t, fmt.Sprintf("seed %d", seed), got, want)
-		seen[[2]bool{punched, truncated}] = true
+		out := h.check(t, fmt.Sprintf("seed %d", seed))
+		seen[fmt.Sprintf("size %d", size)] = true
+		seen[fmt.Sprintf("page 0 state %d", out[0].state)] = true
+		seen[fmt.Sprintf("page 3 state %d at size %d", out[3].state, size)] = true
 	}
-	if len(seen) != 4 {
-		t.Fatalf("outcomes (punched, truncated) seen: %v; want all four", seen)
+	for _, want := range []string{
+		"size 16384", "size 8292", "size 13788", // before, after the truncate, after the write
+		"page 0 state 0", "page 0 state 1", // punched or not
+		"page 3 state 0 at size 13788", // the size survived, the page's changes not
+		"page 3 state 2 at size 16384", // the page's changes survived, the size not
+	} {
+		if !seen[want] {
+			t.Errorf("200 seeds never gave %q", want)
+		}
 	}
 }
 
