@@ -1,6 +1,8 @@
 package thinpool
 
 import (
+	"fmt"
+	"io"
 	"slices"
 
 	"github.com/thinpool/thinpool/extent"
@@ -66,77 +68,155 @@ func (img *ckptImage) encode() []byte {
 	return b
 }
 
-// decodeCheckpoint parses a checkpoint read from file offset off into a
-// state. It validates structure (crc, counts, sorted non-overlapping runs,
-// references) but not that references match mappings; Check does that.
-func decodeCheckpoint(b []byte, off int64, blockSize, nrBlocks uint64) (*state, uint64, error) {
+// ckptChunk is how much of a checkpoint body readCheckpoint holds at once.
+// It is larger than any field (a label value is at most 60 KiB).
+const ckptChunk = 1 << 20
+
+// ckptHeader is the fixed part of a checkpoint.
+type ckptHeader struct {
+	generation   uint64
+	tid          uint64
+	nextID       DevID
+	ndevs, nrefs uint64
+	bodyLen      uint64
+	bodyCRC      uint32
+}
+
+// decodeCkptHeader parses and checks the first ckptHeaderSize bytes of a
+// checkpoint read from file offset off, up to its length field.
+func decodeCkptHeader(b []byte, off int64) (ckptHeader, error) {
 	if len(b) < ckptHeaderSize || le.Uint32(b) != ckptMagic {
-		return nil, 0, corruptf(off, "bad checkpoint magic")
+		return ckptHeader{}, corruptf(off, "bad checkpoint magic")
 	}
 	if crc(b[:56]) != le.Uint32(b[56:]) {
-		return nil, 0, corruptf(off, "checkpoint header crc")
+		return ckptHeader{}, corruptf(off, "checkpoint header crc")
 	}
 	if v := le.Uint32(b[4:]); v != formatVersion {
-		return nil, 0, corruptf(off, "unsupported checkpoint version %d", v)
+		return ckptHeader{}, corruptf(off, "unsupported checkpoint version %d", v)
 	}
 	if le.Uint32(b[28:]) != 0 {
-		return nil, 0, corruptf(off, "checkpoint reserved field")
+		return ckptHeader{}, corruptf(off, "checkpoint reserved field")
 	}
-	bodyLen := le.Uint64(b[48:])
-	if bodyLen != uint64(len(b)-ckptHeaderSize) {
+	return ckptHeader{
+		generation: le.Uint64(b[8:]),
+		tid:        le.Uint64(b[16:]),
+		nextID:     DevID(le.Uint32(b[24:])),
+		ndevs:      le.Uint64(b[32:]),
+		nrefs:      le.Uint64(b[40:]),
+		bodyLen:    le.Uint64(b[48:]),
+		bodyCRC:    le.Uint32(b[60:]),
+	}, nil
+}
+
+// decodeCheckpoint parses a whole checkpoint held in b, read from file
+// offset off, into a state and returns it with the checkpoint's
+// generation. See decodeCkptBody for what it checks.
+func decodeCheckpoint(b []byte, off int64, blockSize, nrBlocks uint64) (*state, uint64, error) {
+	h, err := decodeCkptHeader(b, off)
+	if err != nil {
+		return nil, 0, err
+	}
+	if h.bodyLen != uint64(len(b)-ckptHeaderSize) {
 		return nil, 0, corruptf(off, "checkpoint length")
 	}
-	if crc(b[ckptHeaderSize:]) != le.Uint32(b[60:]) {
-		return nil, 0, corruptf(off, "checkpoint crc")
+	st, err := decodeCkptBody(h, &decoder{b: b[ckptHeaderSize:]}, off, blockSize, nrBlocks)
+	return st, h.generation, err
+}
+
+// readCheckpoint reads the checkpoint of n bytes at file offset off of f (a
+// pool File) and decodes it as decodeCheckpoint does. It reads the header,
+// then streams the body a chunk at a time, so what it allocates grows with
+// what it has decoded and not with the length the superblock claims, and a
+// body whose structure ends early is refused before the rest is read.
+func readCheckpoint(f io.ReaderAt, off int64, n, blockSize, nrBlocks uint64) (*state, uint64, error) {
+	if n < ckptHeaderSize {
+		return nil, 0, corruptf(off, "checkpoint length")
 	}
-	gen := le.Uint64(b[8:])
+	hb := make([]byte, ckptHeaderSize)
+	if _, err := f.ReadAt(hb, off); err != nil {
+		return nil, 0, fmt.Errorf("read checkpoint: %w", err)
+	}
+	h, err := decodeCkptHeader(hb, off)
+	if err != nil {
+		return nil, 0, err
+	}
+	if h.bodyLen != n-ckptHeaderSize {
+		return nil, 0, corruptf(off, "checkpoint length")
+	}
+	body := int64(h.bodyLen)
+	d := newStreamDecoder(io.NewSectionReader(f, off+ckptHeaderSize, body), body, ckptChunk)
+	st, err := decodeCkptBody(h, d, off, blockSize, nrBlocks)
+	if d.rerr != nil {
+		return nil, 0, fmt.Errorf("read checkpoint: %w", d.rerr)
+	}
+	return st, h.generation, err
+}
+
+// decodeCkptBody decodes the body that d holds, of the checkpoint whose
+// header is h, into a state. It validates the structure (counts, records,
+// sorted non-overlapping mappings and runs) but not that references match
+// mappings; Check does that. The body crc is
+// checked last, once d has read the whole body; a structure error found
+// before then wins, so that a hostile length is not read to the end.
+func decodeCkptBody(h ckptHeader, d *decoder, off int64, blockSize, nrBlocks uint64) (*state, error) {
+	st, err := decodeState(h, d, off, blockSize, nrBlocks)
+	sum, whole := d.checksum()
+	switch {
+	case whole && sum != h.bodyCRC:
+		return nil, corruptf(off, "checkpoint crc")
+	case err != nil:
+		return nil, err
+	case !whole:
+		return nil, corruptf(off, "checkpoint length") // cannot happen: the reference table ends the body
+	}
+	return st, nil
+}
+
+func decodeState(h ckptHeader, d *decoder, off int64, blockSize, nrBlocks uint64) (*state, error) {
 	s := newState(blockSize, nrBlocks)
-	s.tid = le.Uint64(b[16:])
-	nextID := DevID(le.Uint32(b[24:]))
-	ndevs, nrefs := le.Uint64(b[32:]), le.Uint64(b[40:])
-	d := decoder{b: b[ckptHeaderSize:]}
-	if ndevs > uint64(d.remaining()/minDevRecord) || nrefs > uint64(d.remaining()/refRunSize) {
-		return nil, 0, corruptf(off, "checkpoint counts exceed its length")
+	s.tid = h.tid
+	if h.ndevs > uint64(d.remaining()/minDevRecord) || h.nrefs > uint64(d.remaining()/refRunSize) {
+		return nil, corruptf(off, "checkpoint counts exceed its length")
 	}
 	var prev DevID
-	for i := uint64(0); i < ndevs; i++ {
-		dev, err := decodeDevice(&d, s)
+	for i := uint64(0); i < h.ndevs; i++ {
+		dev, err := decodeDevice(d, s)
 		if err != nil {
-			return nil, 0, corruptf(off, "checkpoint device %d: %v", i, err)
+			return nil, corruptf(off, "checkpoint device %d: %v", i, err)
 		}
 		if dev.meta.id <= prev {
-			return nil, 0, corruptf(off, "checkpoint devices out of order")
+			return nil, corruptf(off, "checkpoint devices out of order")
 		}
 		if _, dup := s.names[dev.meta.name]; dup {
-			return nil, 0, corruptf(off, "checkpoint has two devices named %q", dev.meta.name)
+			return nil, corruptf(off, "checkpoint has two devices named %q", dev.meta.name)
 		}
 		prev = dev.meta.id
 		s.addDevice(dev)
 	}
-	if nextID < s.nextID {
-		return nil, 0, corruptf(off, "checkpoint next device id %d is in use", nextID)
+	if h.nextID < s.nextID {
+		return nil, corruptf(off, "checkpoint next device id %d is in use", h.nextID)
 	}
-	s.nextID = nextID
-	if uint64(d.remaining()) != nrefs*refRunSize {
-		return nil, 0, corruptf(off, "checkpoint reference table length")
+	s.nextID = h.nextID
+	if uint64(d.remaining()) != h.nrefs*refRunSize {
+		return nil, corruptf(off, "checkpoint reference table length")
 	}
 	var last extent.RefRun
-	for i := uint64(0); i < nrefs; i++ {
+	for i := uint64(0); i < h.nrefs; i++ {
 		r := extent.RefRun{P: extent.PBlock(d.u64()), Len: d.u64(), Count: d.u32()}
 		switch {
 		case r.Len == 0 || r.Count == 0:
-			return nil, 0, corruptf(off, "checkpoint reference run %d is empty", i)
+			return nil, corruptf(off, "checkpoint reference run %d is empty", i)
 		case uint64(r.P)+r.Len > nrBlocks || uint64(r.P)+r.Len < uint64(r.P):
-			return nil, 0, corruptf(off, "checkpoint reference run %d past the data area", i)
+			return nil, corruptf(off, "checkpoint reference run %d past the data area", i)
 		case i > 0 && r.P < last.End():
-			return nil, 0, corruptf(off, "checkpoint reference runs overlap")
+			return nil, corruptf(off, "checkpoint reference runs overlap")
 		case i > 0 && r.P == last.End() && r.Count == last.Count:
-			return nil, 0, corruptf(off, "checkpoint reference runs not merged")
+			return nil, corruptf(off, "checkpoint reference runs not merged")
 		}
 		s.refs.Set(r.P, r.Len, r.Count)
 		last = r
 	}
-	return s, gen, nil
+	return s, nil
 }
 
 // minDevRecord is the smallest encoded device: record and mapping count.

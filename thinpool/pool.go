@@ -276,11 +276,7 @@ func OpenFile(f File) (*Pool, error) {
 		return nil, corruptf(-1, "pool file is truncated: %d bytes, expected %d", size, sb.fileSize())
 	}
 	ckOff := int64(sb.metaOffset + sb.ckptOffset)
-	buf := make([]byte, sb.ckptLen)
-	if _, err := f.ReadAt(buf, ckOff); err != nil {
-		return nil, fmt.Errorf("read checkpoint: %w", err)
-	}
-	st, gen, err := decodeCheckpoint(buf, ckOff, uint64(sb.blockSize), sb.nrDataBlocks)
+	st, gen, err := readCheckpoint(f, ckOff, sb.ckptLen, uint64(sb.blockSize), sb.nrDataBlocks)
 	if err != nil {
 		return nil, err
 	}
