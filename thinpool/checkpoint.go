@@ -154,8 +154,10 @@ func readCheckpoint(f io.ReaderAt, off int64, n, blockSize, nrBlocks uint64) (*s
 
 // decodeCkptBody decodes the body that d holds, of the checkpoint whose
 // header is h, into a state. It validates the structure (counts, records,
-// sorted non-overlapping mappings and runs) but not that references match
-// mappings; Check does that. The body crc is
+// sorted non-overlapping mappings and runs) and that no pool block has
+// fewer references than mappings point at it (I1): Open relies on that to
+// never free a mapped block. More references than mappings is a leak,
+// which it allows (Check reports it and Repair fixes it). The body crc is
 // checked last, once d has read the whole body; a structure error found
 // before then wins, so that a hostile length is not read to the end.
 func decodeCkptBody(h ckptHeader, d *decoder, off int64, blockSize, nrBlocks uint64) (*state, error) {
@@ -200,6 +202,14 @@ func decodeState(h ckptHeader, d *decoder, off int64, blockSize, nrBlocks uint64
 	if uint64(d.remaining()) != h.nrefs*refRunSize {
 		return nil, corruptf(off, "checkpoint reference table length")
 	}
+	cov := newCoverage(s)
+	// underRef checks I1 over [lo, hi), where the stored count is count.
+	underRef := func(lo, hi extent.PBlock, count uint32) error {
+		if p, n, mapped, ok := cov.over(lo, hi, count); ok {
+			return corruptf(off, "checkpoint reference table: blocks %d+%d have %d references, %d mappings point at them", p, n, count, mapped)
+		}
+		return nil
+	}
 	var last extent.RefRun
 	for i := uint64(0); i < h.nrefs; i++ {
 		r := extent.RefRun{P: extent.PBlock(d.u64()), Len: d.u64(), Count: d.u32()}
@@ -213,10 +223,77 @@ func decodeState(h ckptHeader, d *decoder, off int64, blockSize, nrBlocks uint64
 		case i > 0 && r.P == last.End() && r.Count == last.Count:
 			return nil, corruptf(off, "checkpoint reference runs not merged")
 		}
+		if err := underRef(last.End(), r.P, 0); err != nil {
+			return nil, err
+		}
+		if err := underRef(r.P, r.End(), r.Count); err != nil {
+			return nil, err
+		}
 		s.refs.Set(r.P, r.Len, r.Count)
 		last = r
 	}
+	if err := underRef(last.End(), extent.PBlock(nrBlocks), 0); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// coverage counts how many mappings of a state point at each pool block, in
+// ascending block order: a sweep over the sorted first and end blocks of
+// every extent, which costs O(extents × log extents) to sort and then
+// O(extents + runs) over all calls of over. Not safe for concurrent use.
+type coverage struct {
+	starts, ends []extent.PBlock // of every extent, each sorted
+	i, j         int             // starts[:i] and ends[:j] are at or before the last position
+	n            uint64          // the extents that cover the last position
+}
+
+func newCoverage(s *state) *coverage {
+	c := &coverage{starts: make([]extent.PBlock, 0, s.mapEntries), ends: make([]extent.PBlock, 0, s.mapEntries)}
+	for _, d := range s.devs {
+		d.m.Ascend(func(m extent.Mapping) bool {
+			c.starts = append(c.starts, m.P)
+			c.ends = append(c.ends, m.PEnd())
+			return true
+		})
+	}
+	slices.Sort(c.starts)
+	slices.Sort(c.ends)
+	return c
+}
+
+// advance moves the sweep to block p, which must not be below the last
+// position.
+func (c *coverage) advance(p extent.PBlock) {
+	for c.i < len(c.starts) && c.starts[c.i] <= p {
+		c.n++
+		c.i++
+	}
+	for c.j < len(c.ends) && c.ends[c.j] <= p {
+		c.n--
+		c.j++
+	}
+}
+
+// over returns the first run of [lo, hi) at which more than limit mappings
+// point, and how many do. Each call's lo must be at or after the previous
+// call's hi.
+func (c *coverage) over(lo, hi extent.PBlock, limit uint32) (p extent.PBlock, n, mapped uint64, ok bool) {
+	for pos := lo; pos < hi; {
+		c.advance(pos)
+		next := hi
+		if c.i < len(c.starts) {
+			next = min(next, c.starts[c.i])
+		}
+		if c.j < len(c.ends) {
+			next = min(next, c.ends[c.j])
+		}
+		if c.n > uint64(limit) {
+			return pos, uint64(next - pos), c.n, true
+		}
+		pos = next
+	}
+	return 0, 0, 0, false
 }
 
 // minDevRecord is the smallest encoded device: record and mapping count.
