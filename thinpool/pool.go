@@ -625,8 +625,9 @@ func (p *Pool) releaseFrees() {
 	}
 	p.mu.Lock()
 	for _, r := range runs {
-		if err := p.free.Add(r.P, r.Len); err != nil {
-			panic(err) // a block freed twice: the state is broken
+		if err := p.free.Add(r.P, r.Len); err != nil && p.failed == nil {
+			// A block freed twice: the state is broken. Stop the pool.
+			p.failed = corruptf(-1, "release of freed blocks: %v", err)
 		}
 	}
 	p.committed = append([]extent.Run(nil), p.committed[len(runs):]...)
