@@ -195,7 +195,7 @@ func decodeState(h ckptHeader, d *decoder, off int64, blockSize, nrBlocks uint64
 		prev = dev.meta.id
 		s.addDevice(dev)
 	}
-	if h.nextID < s.nextID {
+	if h.nextID < s.nextID || h.nextID <= prev { // s.nextID wraps past id 2^32-1
 		return nil, corruptf(off, "checkpoint next device id %d is in use", h.nextID)
 	}
 	s.nextID = h.nextID

@@ -385,6 +385,9 @@ func (s *state) applyCreate(o *op) error {
 	if m.id < s.nextID {
 		return fmt.Errorf("device id %d was used before (next id %d)", m.id, s.nextID)
 	}
+	if m.id == ^DevID(0) {
+		return fmt.Errorf("device id %d leaves no next id", m.id)
+	}
 	d := &device{meta: m.clone(), m: extent.NewMap()}
 	if o.kind == opSnapshot {
 		origin, ok := s.devs[m.origin]
