@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/thinpool/thinpool/extent"
@@ -180,11 +181,10 @@ func (p *Pool) checkDisk(r *CheckReport) error {
 		return nil
 	}
 	off := int64(sb.metaOffset + sb.ckptOffset)
-	buf := make([]byte, sb.ckptLen)
-	if _, err := p.f.ReadAt(buf, off); err != nil {
-		return fmt.Errorf("read checkpoint: %w", err)
+	st, _, err := readCheckpoint(p.f, off, sb.ckptLen, uint64(sb.blockSize), sb.nrDataBlocks)
+	if err != nil && !errors.Is(err, ErrCorrupt) {
+		return err
 	}
-	st, _, err := decodeCheckpoint(buf, off, uint64(sb.blockSize), sb.nrDataBlocks)
 	if err != nil {
 		r.errorf("checkpoint: %v", err)
 		return nil

@@ -3,6 +3,8 @@ package thinpool
 import (
 	"encoding/binary"
 	"hash/crc32"
+	"io"
+	"math"
 )
 
 // All on-disk integers are little-endian; see FORMAT.md.
@@ -26,21 +28,62 @@ func (e *encoder) str(s string) {
 }
 
 // decoder reads little-endian fields, remembering the first overrun instead
-// of panicking; callers check err once at the end.
+// of panicking; callers check bad once at the end. It reads b, or, when src
+// is set, a stream of which b holds the part read so far: take refills b a
+// chunk at a time, so a long structure is never held whole. A slice that
+// take returns is valid until the next call. Not safe for concurrent use.
 type decoder struct {
-	b   []byte
+	b   []byte // b[off:] is the unread portion of the input or chunk
 	off int
 	bad bool
+
+	// src, when not nil, holds the left bytes of the stream that follow b.
+	src   io.Reader
+	left  int64
+	chunk int    // how much of the stream to hold at once
+	sum   uint32 // CRC-32C of every byte read from src so far
+	rerr  error  // the error that ended a read from src
+}
+
+// newStreamDecoder returns a decoder of the n bytes that r holds, which it
+// reads chunk bytes at a time (at least one field, whatever chunk says).
+func newStreamDecoder(r io.Reader, n int64, chunk int) *decoder {
+	return &decoder{src: r, left: n, chunk: chunk}
 }
 
 func (d *decoder) take(n int) []byte {
-	if d.bad || n < 0 || len(d.b)-d.off < n {
+	if d.bad || n < 0 || (len(d.b)-d.off < n && !d.fill(n)) {
 		d.bad = true
 		return nil
 	}
 	s := d.b[d.off : d.off+n]
 	d.off += n
 	return s
+}
+
+// fill moves the unread bytes to the front of the buffer and reads the
+// stream behind them, until the buffer is full or the stream ends. It
+// reports whether n bytes are unread then; it reads nothing if the stream
+// is too short for that.
+func (d *decoder) fill(n int) bool {
+	unread := len(d.b) - d.off
+	if d.src == nil || d.rerr != nil || int64(n-unread) > d.left {
+		return false
+	}
+	buf := d.b[:cap(d.b)]
+	if size := max(n, int(min(int64(d.chunk), int64(unread)+d.left))); len(buf) < size {
+		buf = make([]byte, size) // the first fill: size is bounded by the stream
+	}
+	copy(buf, d.b[d.off:])
+	end := unread + int(min(int64(len(buf)-unread), d.left))
+	if _, err := io.ReadFull(d.src, buf[unread:end]); err != nil {
+		d.rerr = err
+		return false
+	}
+	d.sum = crc32.Update(d.sum, castagnoli, buf[unread:end])
+	d.left -= int64(end - unread)
+	d.b, d.off = buf[:end], 0
+	return true
 }
 
 func (d *decoder) u8() uint8 {
@@ -80,4 +123,16 @@ func (d *decoder) str(maxLen int) string {
 	return string(d.take(n))
 }
 
-func (d *decoder) remaining() int { return len(d.b) - d.off }
+// remaining is the number of unread bytes, in b and in the rest of the
+// stream (which cannot be longer than the metadata area, but is clamped
+// all the same so that the sum never overflows).
+func (d *decoder) remaining() int { return len(d.b) - d.off + int(min(d.left, math.MaxInt/2)) }
+
+// checksum returns the CRC-32C of the whole input, and whether it is known
+// yet: a stream's only once every byte has been read.
+func (d *decoder) checksum() (uint32, bool) {
+	if d.src == nil {
+		return crc(d.b), true
+	}
+	return d.sum, d.left == 0
+}

@@ -210,6 +210,7 @@ func FuzzCheckpoint(f *testing.F) {
 		checkAlloc(t, "decodeCheckpoint", len(b), allocated(func() {
 			st, gen, err = decodeCheckpoint(b, 0, goldenBlock, nrBlocks)
 		}))
+		checkStreamed(t, b, nrBlocks, st, err)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v is not ErrCorrupt", err)
@@ -223,6 +224,37 @@ func FuzzCheckpoint(f *testing.F) {
 			t.Fatalf("checkpointSize %d, encoded %d bytes", size, len(b))
 		}
 	})
+}
+
+// checkStreamed decodes the checkpoint b as Open does, streaming its body
+// through a small buffer, and fails t unless that agrees with decoding b
+// whole (st, err): the same state, or an error for the same input, and
+// the same error when the body crc is right.
+func checkStreamed(t *testing.T, b []byte, nrBlocks uint64, st *state, err error) {
+	t.Helper()
+	h, herr := decodeCkptHeader(b, 0)
+	if herr != nil || h.bodyLen != uint64(len(b)-ckptHeaderSize) {
+		return
+	}
+	chunk := 1 + len(b)%61 // refills at every field boundary and inside fields
+	body := int64(h.bodyLen)
+	var st2 *state
+	var err2 error
+	checkAlloc(t, "streamed decodeCkptBody", len(b), allocated(func() {
+		d := newStreamDecoder(bytes.NewReader(b[ckptHeaderSize:]), body, chunk)
+		st2, err2 = decodeCkptBody(h, d, 0, goldenBlock, nrBlocks)
+	}))
+	switch {
+	case (err == nil) != (err2 == nil):
+		t.Fatalf("whole: %v; streamed: %v", err, err2)
+	case err != nil && crc(b[ckptHeaderSize:]) == h.bodyCRC && err.Error() != err2.Error():
+		t.Fatalf("whole: %v; streamed: %v", err, err2)
+	case err == nil && !bytes.Equal(st2.image(h.generation).encode(), st.image(h.generation).encode()):
+		t.Fatal("streamed decoding gives another state")
+	}
+	if _, _, err3 := readCheckpoint(bytes.NewReader(b), 0, uint64(len(b)), goldenBlock, nrBlocks); (err == nil) != (err3 == nil) {
+		t.Fatalf("whole: %v; readCheckpoint: %v", err, err3)
+	}
 }
 
 func FuzzDevMeta(f *testing.F) {

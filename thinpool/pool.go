@@ -290,11 +290,7 @@ func OpenFile(f File) (*Pool, error) {
 		return nil, corruptf(-1, "pool file is truncated: %d bytes, expected %d", size, sb.fileSize())
 	}
 	ckOff := int64(sb.metaOffset + sb.ckptOffset)
-	buf := make([]byte, sb.ckptLen)
-	if _, err := f.ReadAt(buf, ckOff); err != nil {
-		return nil, fmt.Errorf("read checkpoint: %w", err)
-	}
-	st, gen, err := decodeCheckpoint(buf, ckOff, uint64(sb.blockSize), sb.nrDataBlocks)
+	st, gen, err := readCheckpoint(f, ckOff, sb.ckptLen, uint64(sb.blockSize), sb.nrDataBlocks)
 	if err != nil {
 		return nil, err
 	}
@@ -660,8 +656,9 @@ func (p *Pool) releaseFrees() {
 	}
 	p.mu.Lock()
 	for _, r := range runs {
-		if err := p.free.Add(r.P, r.Len); err != nil {
-			panic(err) // a block freed twice: the state is broken
+		if err := p.free.Add(r.P, r.Len); err != nil && p.failed == nil {
+			// A block freed twice: the state is broken. Stop the pool.
+			p.failed = corruptf(-1, "release of freed blocks: %v", err)
 		}
 	}
 	p.committed = append([]extent.Run(nil), p.committed[len(runs):]...)

@@ -385,6 +385,9 @@ func (s *state) applyCreate(o *op) error {
 	if m.id < s.nextID {
 		return fmt.Errorf("device id %d was used before (next id %d)", m.id, s.nextID)
 	}
+	if m.id == ^DevID(0) {
+		return fmt.Errorf("device id %d leaves no next id", m.id)
+	}
 	d := &device{meta: m.clone(), m: extent.NewMap()}
 	if o.kind == opSnapshot {
 		origin, ok := s.devs[m.origin]
@@ -394,20 +397,31 @@ func (s *state) applyCreate(o *op) error {
 		if m.size != origin.meta.size {
 			return fmt.Errorf("snapshot of %d bytes of a device of %d bytes", m.size, origin.meta.size)
 		}
-		full := false
+		// Check each extent just before its increment: the origin may map
+		// a block more than once (a hostile file can), so a check of all
+		// extents first would not stop Inc from overflowing.
+		done, full := 0, false
 		origin.m.Ascend(func(e extent.Mapping) bool {
-			full = !s.canInc(e.P, e.Len)
+			if full = !s.canInc(e.P, e.Len); !full {
+				s.refs.Inc(e.P, e.Len)
+				done++
+			}
 			return !full
 		})
 		if full {
+			// Undo the increments: on error nothing has changed.
+			origin.m.Ascend(func(e extent.Mapping) bool {
+				if done == 0 {
+					return false
+				}
+				_ = s.refs.Dec(e.P, e.Len, nil) // incremented above
+				done--
+				return true
+			})
 			return fmt.Errorf("reference count overflow")
 		}
 		d.m = origin.m.Clone()
 		d.hint = origin.hint
-		d.m.Ascend(func(e extent.Mapping) bool {
-			s.refs.Inc(e.P, e.Len)
-			return true
-		})
 	}
 	s.addDevice(d)
 	return nil

@@ -121,7 +121,8 @@ func (s *superblock) validate() error {
 		return formatError("bad block size")
 	case s.metaOffset != metaOffset:
 		return formatError("bad metadata offset")
-	case s.journalSize == 0 || s.journalSize%sectorSize != 0 || s.journalSize >= s.metaSize:
+	case s.journalSize == 0 || s.journalSize%sectorSize != 0 || s.journalSize >= s.metaSize ||
+		s.journalSize > maxJournalSize:
 		return formatError("bad journal size")
 	case s.metaSize%sectorSize != 0 || s.metaSize > s.metaReserve || s.metaReserve > maxMetadataSize:
 		return formatError("bad metadata size")
