@@ -27,7 +27,14 @@
 // Tests and Check refer to these by name.
 //
 //   - I1: every pool block's reference count equals the number of device
-//     mappings that point at it.
+//     mappings that point at it. Open refuses a checkpoint in which a count
+//     is lower (a block could be freed while mapped); a higher count is a
+//     leak, which wastes space only: Check reports it and Repair fixes it.
+//   - O1: recovery acts only on durable metadata: Open makes the file
+//     durable (fdatasync) before it reads anything.
+//   - J1: a journal entry checks out only at its own offset under its own
+//     generation's random seal (format v2), so no stale bytes in the journal
+//     can replay as an entry.
 //   - I2: no mapping points past the end of the data area or its device.
 //   - I3: a device's mappings never overlap (extent E1).
 //   - A1: every block is exactly one of: referenced, free, freed in an

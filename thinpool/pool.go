@@ -428,7 +428,7 @@ func (p *Pool) usable() error {
 		return ErrClosed
 	}
 	if p.failed != nil {
-		return fmt.Errorf("%w: %v", ErrFailed, p.failed)
+		return fmt.Errorf("%w: %w", ErrFailed, p.failed)
 	}
 	return nil
 }
@@ -440,7 +440,7 @@ func (p *Pool) fail(err error) error {
 		p.failed = err
 	}
 	p.mu.Unlock()
-	return fmt.Errorf("%w: %v", ErrFailed, err)
+	return fmt.Errorf("%w: %w", ErrFailed, err)
 }
 
 // log appends o to the open transaction, merging it into the previous
