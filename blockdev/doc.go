@@ -66,4 +66,7 @@
 //     Device.WriteZeroes; opens for writing fail with EROFS.
 //   - B4: after a successful Flush or Fsync on a file, every write to the
 //     file that completed before it has been followed by Device.Sync.
+//   - B5: a write, zeroing or sync that failed on a file is remembered
+//     until the file is removed: [Server.WriteErr] returns the first one,
+//     so a caller can tell that a filesystem on it lost data on writeback.
 package blockdev

@@ -2,6 +2,7 @@ package blockdev
 
 import (
 	"errors"
+	"fmt"
 	"syscall"
 )
 
@@ -57,3 +58,22 @@ func DefaultErrno(err error) syscall.Errno {
 	}
 	return syscall.EIO
 }
+
+// WriteError is a write to a served file that failed: the kernel was told
+// Errno (ENOSPC, EIO), so the filesystem above may have lost data even if
+// every later write succeeded, and its own error, if any, only says EIO.
+// [Server.WriteErr] returns the first one since the file was added. It
+// matches both Errno and the Device's error with errors.Is.
+type WriteError struct {
+	Name  string        // the served file
+	Op    string        // "write", "zero", "fsync" or "flush"
+	Off   int64         // where the write or zeroing started; 0 for a sync
+	Errno syscall.Errno // what the kernel saw
+	Err   error         // what the Device returned
+}
+
+func (e *WriteError) Error() string {
+	return fmt.Sprintf("blockdev: %s: %s at %d failed (%s): %v", e.Name, e.Op, e.Off, e.Errno.Error(), e.Err)
+}
+
+func (e *WriteError) Unwrap() []error { return []error{e.Errno, e.Err} }

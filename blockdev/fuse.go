@@ -288,6 +288,22 @@ func (s *Server) Names() []string {
 	return names
 }
 
+// WriteErr returns the first write to the file name that failed since it
+// was added (B5), or nil if none did; served is false if name is not
+// served. A filesystem on the device may have lost data after such an
+// error even though its own calls succeeded (writeback is asynchronous):
+// check WriteErr after syncing the filesystem (syncfs) and after
+// unmounting it, before Remove, which forgets it.
+func (s *Server) WriteErr(name string) (werr *WriteError, served bool) {
+	s.mu.Lock()
+	f, ok := s.files[name]
+	s.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	return f.werr.Load(), true
+}
+
 // Resized makes the kernel forget the cached size of name's file and read
 // Device.Size() again. Call it after the device was resized, then
 // SetCapacity on its loop device.
@@ -488,6 +504,9 @@ type thinFile struct {
 	// dirty is set before each write or zeroing and cleared just before a
 	// Sync, so that Flush can skip Sync when nothing was written (B4).
 	dirty atomic.Bool
+	// werr is the first write, zeroing or sync that failed since Add (B5);
+	// nil while every one succeeded. Set once.
+	werr atomic.Pointer[WriteError]
 
 	mu       sync.Mutex
 	opens    int        // open handles; guarded by mu
@@ -639,9 +658,17 @@ func (f *thinFile) Write(ctx context.Context, fh fs.FileHandle, data []byte, off
 	f.dirty.Store(true)
 	w, err := f.dev.WriteAt(data[:n], off)
 	if err != nil {
-		return 0, f.srv.errno(f.name, "write", err)
+		return 0, f.failed("write", off, err)
 	}
 	return uint32(w), 0
+}
+
+// failed converts a Device error from a write, zeroing or sync for the
+// kernel and remembers the first one (B5).
+func (f *thinFile) failed(op string, off int64, err error) syscall.Errno {
+	e := f.srv.errno(f.name, op, err)
+	f.werr.CompareAndSwap(nil, &WriteError{Name: f.name, Op: op, Off: off, Errno: e, Err: err})
+	return e
 }
 
 // sync calls Device.Sync, keeping the dirty mark if it fails.
@@ -649,7 +676,7 @@ func (f *thinFile) sync(op string) syscall.Errno {
 	f.dirty.Store(false)
 	if err := f.dev.Sync(); err != nil {
 		f.dirty.Store(true)
-		return f.srv.errno(f.name, op, err)
+		return f.failed(op, 0, err)
 	}
 	return 0
 }
@@ -708,7 +735,7 @@ func (f *thinFile) Allocate(ctx context.Context, fh fs.FileHandle, off, length u
 	}
 	f.dirty.Store(true)
 	if err := f.dev.WriteZeroes(int64(off), int64(end-off)); err != nil {
-		return f.srv.errno(f.name, "zero", err)
+		return f.failed("zero", int64(off), err)
 	}
 	return 0
 }

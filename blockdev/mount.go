@@ -84,6 +84,23 @@ func Unmount(dir string) error {
 	}
 }
 
+// Syncfs writes back the filesystem mounted at dir and waits for it
+// (syncfs(2)). It returns an error if writeback of any of its data failed
+// since the filesystem was mounted or since the last Syncfs (Linux 5.8 and
+// later report such errors to syncfs).
+// REF: https://man7.org/linux/man-pages/man2/syncfs.2.html
+func Syncfs(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("blockdev: syncfs: %w", &os.PathError{Op: "open", Path: dir, Err: err})
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil {
+		return fmt.Errorf("blockdev: syncfs %s: %w", dir, err)
+	}
+	return nil
+}
+
 // MountedAt returns the mount point of the first mount of the block device
 // dev, from /proc/self/mountinfo.
 func MountedAt(dev string) (dir string, ok bool) {
