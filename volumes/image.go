@@ -157,6 +157,9 @@ func (m *Manager) importOne(ctx context.Context, base record, ref string, img ar
 	chain := archive.ChainIDs(diffIDs)
 	parent := base.name()
 	for i, l := range img.Layers {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		dev := layerDevice(chain[i])
 		if r, err := lookup(m.pool, dev, roleLayer, "layer", chain[i]); err == nil && r.ready() {
 			if progress != nil {
@@ -181,6 +184,9 @@ func (m *Manager) importOne(ctx context.Context, base record, ref string, img ar
 			return nil, fmt.Errorf("layer %d (%s): %w", i+1, l.DiffID, err)
 		}
 		parent = dev
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	dev := imageDevice(ref)
 	if r, err := lookup(m.pool, dev, roleImage, "image", ref); err == nil {
@@ -222,18 +228,20 @@ func (m *Manager) applyLayer(ctx context.Context, parent, dev, chainID, parentCh
 		return fail(err)
 	}
 	defer os.Remove(dir)
-	if _, err := m.Mount(dev, dir, MountOptions{}); err != nil {
+	mr, err := m.Mount(dev, dir, MountOptions{})
+	if err != nil {
 		return fail(err)
 	}
 	rc, err := l.Open()
 	if err == nil {
 		_, err = layer.Apply(ctx, dir, &countingReader{r: rc, fn: progress}, layer.Options{})
-		err = errors.Join(err, rc.Close())
+		if cerr := rc.Close(); err == nil {
+			err = cerr
+		}
 	}
-	if uerr := m.Umount(dir); uerr != nil {
-		return fail(errors.Join(err, uerr))
-	}
-	if err != nil {
+	// A full pool fails the filesystem's writeback, which the apply does
+	// not see: sync, and check the device, before trusting the layer.
+	if err = firstCause(err, m.umountChecked(dir, mr.Loop)); err != nil {
 		return fail(err)
 	}
 	size, err := m.addedBytes(parent, dev)
@@ -436,6 +444,9 @@ func (m *Manager) CommitContainer(name, ref string) (*Image, error) {
 	if _, err := m.image(ref); err == nil {
 		return nil, fmt.Errorf("%w: image %q", ErrExists, ref)
 	}
+	if err := m.syncContainer(c.name()); err != nil {
+		return nil, fmt.Errorf("container %q: %w", name, err)
+	}
 	chain := imageLayers(src)
 	diffID := digestOf(fmt.Sprintf("commit %s %d", c.name(), time.Now().UnixNano()))
 	prev := ""
@@ -465,6 +476,23 @@ func (m *Manager) CommitContainer(name, ref string) (*Image, error) {
 		return nil, errors.Join(err, m.pool.Delete(dev))
 	}
 	return m.InspectImage(ref)
+}
+
+// syncContainer writes back the root filesystem of the container device
+// dev if it is mounted, so that a snapshot of it holds what was written,
+// and fails if its device lost a write since it was attached.
+func (m *Manager) syncContainer(dev string) error {
+	m.mu.Lock()
+	mt, mounted := m.mounted[dev]
+	var loop string
+	if a, ok := m.find(dev); ok && mounted {
+		loop = a.Loop
+	}
+	m.mu.Unlock()
+	if loop == "" {
+		return nil
+	}
+	return m.syncChecked(mt.root, loop)
 }
 
 // HistoryEntry is one step of 'image history'.

@@ -88,7 +88,7 @@ func (m *Manager) Mount(name, dir string, o MountOptions) (*MountResult, error) 
 	}
 	if format {
 		before := m.pool.Usage().UsedBlocks
-		if err := blockdev.Mkfs(at.Loop, o.Mkfs); err != nil {
+		if err := firstCause(blockdev.Mkfs(at.Loop, o.Mkfs), m.writeErr(at.Loop)); err != nil {
 			return fail(err)
 		}
 		if err := m.pool.Sync(); err != nil {

@@ -99,7 +99,7 @@ func (m *Manager) mkfs(dev, fs string) error {
 		return err
 	}
 	err = blockdev.Mkfs(a.Loop, fs)
-	return errors.Join(err, m.Detach(a.Loop))
+	return firstCause(err, m.umountChecked("", a.Loop))
 }
 
 func (m *Manager) volumeView(r record, users map[string][]string) *Volume {
