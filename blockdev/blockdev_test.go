@@ -811,3 +811,54 @@ func TestHelpers(t *testing.T) {
 		t.Errorf("Mkfs btrfs = %v, want ErrInvalid", err)
 	}
 }
+
+// TestWriteErr: the first failed write of a file is remembered (B5), with
+// the errno the kernel saw and the Device's error, through later successful
+// writes and syncs, until the file is removed; reads that fail are not
+// writes.
+func TestWriteErr(t *testing.T) {
+	errNoSpace := errors.New("test: no space")
+	s := mustServe(t, Options{Errno: func(err error) syscall.Errno {
+		if errors.Is(err, errNoSpace) {
+			return syscall.ENOSPC
+		}
+		return 0
+	}})
+	d, path := mustAdd(t, s, "w", 1<<20, false)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	must(t, err)
+	defer f.Close()
+	step(t, "pwrite", func() error { _, err := f.WriteAt([]byte("ok"), 0); return err })
+	d.failWith(syscall.EIO)
+	step(t, "pread", func() error { _, _ = f.ReadAt(make([]byte, 1), 0); return nil })
+	if werr, served := s.WriteErr("w"); !served || werr != nil {
+		t.Fatalf("WriteErr after good writes and a failed read = %v, %v; want nil, true", werr, served)
+	}
+	d.failWith(fmt.Errorf("wrapped: %w", errNoSpace))
+	step(t, "pwrite", func() error { _, _ = f.WriteAt([]byte("x"), 4096); return nil })
+	d.failWith(syscall.EIO)
+	step(t, "pwrite", func() error { _, _ = f.WriteAt([]byte("y"), 8192); return nil })
+	d.failWith(nil)
+	step(t, "pwrite+fsync", func() error {
+		if _, err := f.WriteAt([]byte("z"), 0); err != nil {
+			return err
+		}
+		return f.Sync()
+	})
+	werr, served := s.WriteErr("w")
+	if !served || werr == nil {
+		t.Fatalf("WriteErr after a failed write = %v, %v", werr, served)
+	}
+	if !errors.Is(werr, syscall.ENOSPC) || !errors.Is(werr, errNoSpace) || werr.Op != "write" || werr.Off != 4096 {
+		t.Fatalf("WriteErr = %#v (%v), want the first failure: write at 4096, ENOSPC, errNoSpace", werr, werr)
+	}
+	must(t, f.Close())
+	must(t, s.Remove("w"))
+	if werr, served := s.WriteErr("w"); served || werr != nil {
+		t.Fatalf("WriteErr of a removed file = %v, %v", werr, served)
+	}
+	mustAdd(t, s, "w", 1<<20, false)
+	if werr, _ := s.WriteErr("w"); werr != nil {
+		t.Fatalf("WriteErr of a file added again = %v", werr)
+	}
+}
