@@ -1,12 +1,14 @@
 package volumes
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -31,8 +33,33 @@ type Response struct {
 const maxRequest = 1 << 20
 
 // Handler runs a forwarded request with the client's streams and returns the
-// exit code.
-type Handler func(req Request, stdin, stdout, stderr *os.File) int
+// exit code. ctx ends when the client cancels the request (its cause is
+// then an *Interrupted) or goes away without an answer (ErrClientGone); the
+// handler should then stop at the next safe point, undo what it did, and
+// return.
+type Handler func(ctx context.Context, req Request, stdin, stdout, stderr *os.File) int
+
+// cancelMsg is what a client sends on its connection, after its request, to
+// cancel it: the signal it got.
+type cancelMsg struct {
+	Signal int `json:"cancel"`
+}
+
+// Interrupted is the cause of a cancellation by a signal: SIGINT or
+// SIGTERM in the client, or in an offline command.
+type Interrupted struct {
+	Signal syscall.Signal
+}
+
+func (e *Interrupted) Error() string { return "interrupted by " + e.Signal.String() }
+
+// ExitCode is the exit status a shell gives a command the signal ended:
+// 128 + its number, so 130 for SIGINT.
+func (e *Interrupted) ExitCode() int { return 128 + int(e.Signal) }
+
+// ErrClientGone is the cause of the cancellation of a request whose client
+// closed its connection before the answer (it was killed).
+var ErrClientGone = errors.New("volumes: the client went away")
 
 // Listener serves forwarded requests on a unix socket.
 type Listener struct {
@@ -102,10 +129,28 @@ func serveConn(c *net.UnixConn, h Handler) {
 	var req Request
 	code := 2
 	if err := json.Unmarshal(buf[:n], &req); err == nil {
-		code = h(req, files[0], files[1], files[2])
+		ctx, cancel := context.WithCancelCause(context.Background())
+		defer cancel(nil)
+		go watchCancel(c, cancel)
+		code = h(ctx, req, files[0], files[1], files[2])
 	}
 	b, _ := json.Marshal(Response{Code: code})
 	_, _ = c.Write(b)
+}
+
+// watchCancel reads the connection after the request: a cancel message,
+// or its end, cancels the request. It returns when the connection closes.
+func watchCancel(c *net.UnixConn, cancel context.CancelCauseFunc) {
+	var m cancelMsg
+	if err := json.NewDecoder(c).Decode(&m); err != nil {
+		cancel(ErrClientGone)
+		return
+	}
+	sig := syscall.Signal(m.Signal)
+	if sig <= 0 || sig > 64 {
+		sig = syscall.SIGINT
+	}
+	cancel(&Interrupted{Signal: sig})
 }
 
 func peerIsRoot(c *net.UnixConn) bool {
@@ -159,8 +204,11 @@ func (s *Listener) CloseNoWait() error {
 var ErrNoDaemon = errors.New("volumes: no daemon is running")
 
 // Forward sends req with the three streams to the daemon at sock, waits
-// for it to finish and returns its exit code.
-func Forward(sock string, req Request, stdin, stdout, stderr *os.File) (int, error) {
+// for it to finish and returns its exit code. When ctx ends first, it asks
+// the daemon to cancel the request (with the signal of an *Interrupted
+// cause, else SIGINT) and still waits for the answer: the daemon undoes
+// what the request did before it answers.
+func Forward(ctx context.Context, sock string, req Request, stdin, stdout, stderr *os.File) (int, error) {
 	c, err := net.DialTimeout("unix", sock, 2*time.Second)
 	if err != nil {
 		return 0, fmt.Errorf("%w (%v)", ErrNoDaemon, err)
@@ -178,6 +226,16 @@ func Forward(sock string, req Request, stdin, stdout, stderr *os.File) (int, err
 	if _, _, err := uc.WriteMsgUnix(b, rights, nil); err != nil {
 		return 0, fmt.Errorf("send to daemon: %w", err)
 	}
+	stop := context.AfterFunc(ctx, func() {
+		m := cancelMsg{Signal: int(syscall.SIGINT)}
+		var in *Interrupted
+		if errors.As(context.Cause(ctx), &in) {
+			m.Signal = int(in.Signal)
+		}
+		b, _ := json.Marshal(m)
+		_, _ = uc.Write(b)
+	})
+	defer stop()
 	var resp Response
 	if err := json.NewDecoder(uc).Decode(&resp); err != nil {
 		return 0, fmt.Errorf("the daemon ended the request without an answer (did it crash?): %w", err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -95,7 +96,11 @@ func (a *app) forward(cmd *cobra.Command, args []string) error {
 	}
 	cwd, _ := os.Getwd()
 	req := volumes.Request{Args: append([]string{"--pool", abs}, a.rawArgs...), Cwd: cwd}
-	code, err := volumes.Forward(sock, req, in, out, errf)
+	// Ctrl-C cancels the request in the daemon, which rolls back and
+	// answers; its exit code (130) and message are ours.
+	ctx, stop := a.interruptible(cmd.Context())
+	defer stop()
+	code, err := volumes.Forward(ctx, sock, req, in, out, errf)
 	if errors.Is(err, volumes.ErrNoDaemon) && !needsDaemon(cmd) {
 		return nil // a stale socket: the pool file decides
 	}
@@ -191,11 +196,12 @@ func runDaemon(poolPath string, logw interface{ Write([]byte) (int, error) }) er
 }
 
 // handle runs one forwarded invocation against the daemon's pool.
-func (d *daemon) handle(req volumes.Request, in, out, errOut *os.File) int {
+// ctx ends when the client is interrupted or goes away.
+func (d *daemon) handle(ctx context.Context, req volumes.Request, in, out, errOut *os.File) int {
 	a := &app{in: in, out: out, err: errOut, daemon: d, cwd: req.Cwd}
 	root := a.rootCmd()
 	root.SetArgs(req.Args)
-	return a.execute(root)
+	return a.execute(ctx, root)
 }
 
 func (a *app) daemonStartCmd() *cobra.Command {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -33,7 +32,12 @@ func (a *app) imageCmd() *cobra.Command {
 starting from a base device with an empty ext4 filesystem (--base-size, 10G
 by default, fixed when the pool's base is first made), as Docker's
 devicemapper driver did. A layer is known by its chain ID: one already in
-the pool is reused, never stored twice.`,
+the pool is reused, never stored twice.
+
+Each layer's filesystem is synced and checked before the layer is kept: if
+the pool fills up, the import fails, says so, and removes the layers it made.
+Ctrl-C (or SIGTERM) cancels the import in the daemon, which rolls it back;
+thinctl then prints "interrupted: nothing imported" and exits 130.`,
 		Example: `  docker save alpine:3.20 | thinctl image import -
   thinctl image import app.tar --name app:v2`,
 		Args: cobra.ExactArgs(1),
@@ -50,8 +54,10 @@ the pool is reused, never stored twice.`,
 			if err != nil {
 				return err
 			}
+			ctx, stop := a.interruptible(cmd.Context())
+			defer stop()
 			prog := a.newProgress("importing", 0)
-			imgs, err := m.ImportImage(context.Background(), a.abs(args[0]), a.in, volumes.ImportOptions{Name: name, BaseSize: bsz,
+			imgs, err := m.ImportImage(ctx, a.abs(args[0]), a.in, volumes.ImportOptions{Name: name, BaseSize: bsz,
 				Progress: func(i, n int, chain string, reused bool, bytes int64) {
 					if prog != nil {
 						prog.label = fmt.Sprintf("layer %d/%d %s", i, n, shortID(chain))
@@ -59,6 +65,17 @@ the pool is reused, never stored twice.`,
 					}
 				}})
 			prog.finish()
+			if err != nil && ctx.Err() != nil {
+				// The import rolled back the image it was making.
+				if len(imgs) == 0 {
+					return interrupted(ctx, "nothing imported")
+				}
+				var done []string
+				for _, im := range imgs {
+					done = append(done, im.Name)
+				}
+				return interrupted(ctx, "imported only "+strings.Join(done, ", "))
+			}
 			if err != nil {
 				return objectErr(err)
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -43,16 +44,16 @@ func run(args []string, in io.Reader, out, errOut io.Writer) int {
 	a := &app{in: in, out: out, err: errOut, rawArgs: args}
 	root := a.rootCmd()
 	root.SetArgs(args)
-	return a.execute(root)
+	return a.execute(context.Background(), root)
 }
 
-// execute runs the command tree and turns its error into an exit code and
-// one line on stderr.
-func (a *app) execute(root *cobra.Command) int {
+// execute runs the command tree with ctx and turns its error into an exit
+// code and one line on stderr.
+func (a *app) execute(ctx context.Context, root *cobra.Command) int {
 	root.SetIn(a.in)
 	root.SetOut(a.out)
 	root.SetErr(a.err)
-	err := root.Execute()
+	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -239,11 +240,15 @@ func (im *importer) write(b []byte, off int64) error {
 	return nil
 }
 
-// importFile copies a file or block device of s.size bytes.
-func (im *importer) importFile(s *importSource, prog *progress) error {
+// importFile copies a file or block device of s.size bytes. It stops
+// between two chunks when ctx ends.
+func (im *importer) importFile(ctx context.Context, s *importSource, prog *progress) error {
 	buf := make([]byte, xferChunk)
 	var dataEnd int64 // end of the current data region, when s.sparse
 	for off := int64(0); off < s.size; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		if s.sparse && off >= dataEnd {
 			var d int64
 			d, dataEnd = s.dataRegion(off)
@@ -280,11 +285,16 @@ func (im *importer) importFile(s *importSource, prog *progress) error {
 	return nil
 }
 
-// importStream copies a stream in order; it must fit in the device.
-func (im *importer) importStream(s *importSource, prog *progress) error {
+// importStream copies a stream in order; it must fit in the device. It
+// stops between two chunks when ctx ends (a read that waits for the stream
+// still waits).
+func (im *importer) importStream(ctx context.Context, s *importSource, prog *progress) error {
 	buf := make([]byte, xferChunk)
 	size := im.t.Size()
 	for off := int64(0); ; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		n, err := io.ReadFull(s.r, buf)
 		if n > 0 {
 			if off+int64(n) > size {
@@ -333,7 +343,10 @@ holes of a sparse file, are not written but unmapped, so a sparse image stays
 sparse in the pool. Into an existing device, data the device already holds
 is compared and not written again, so blocks it shares with its snapshots
 stay shared and only what changed costs new blocks. Standard input has no
-known size: import it into an existing device, or give --size.`,
+known size: import it into an existing device, or give --size.
+
+Ctrl-C (or SIGTERM) stops the import at the next chunk, also when it runs in
+the pool daemon: a device it created is removed, and it exits 130.`,
 		Example: `  thinctl device import web web.img
   xz -dc disk.img.xz | thinctl device import vm1 - --size 20G`,
 		Args: cobra.ExactArgs(2),
@@ -354,8 +367,10 @@ known size: import it into an existing device, or give --size.`,
 				return err
 			}
 			defer src.close()
+			ctx, stop := a.interruptible(cmd.Context())
+			defer stop()
 			return a.withPool(func(p *thinpool.Pool) error {
-				return a.importImage(p, args[0], src, newSize)
+				return a.importImage(ctx, p, args[0], src, newSize)
 			})
 		},
 	}
@@ -401,31 +416,42 @@ func (a *app) importTarget(p *thinpool.Pool, name string, src *importSource, new
 }
 
 // importImage copies src into the device called name and commits. A device
-// it created is removed again if the import fails.
-func (a *app) importImage(p *thinpool.Pool, name string, src *importSource, newSize int64) (err error) {
+// it created is removed again if the import fails or ctx ends.
+func (a *app) importImage(ctx context.Context, p *thinpool.Pool, name string, src *importSource, newSize int64) (err error) {
 	t, created, err := a.importTarget(p, name, src, newSize)
 	if err != nil {
 		return err
 	}
-	if created {
-		defer func() {
-			if err == nil {
-				return
+	defer func() {
+		if err == nil {
+			return
+		}
+		if !created {
+			if ctx.Err() != nil {
+				err = interrupted(ctx, fmt.Sprintf("device %q may be partly overwritten; import again to finish", name))
 			}
-			if derr := p.Delete(name); derr != nil {
-				err = errors.Join(err, fmt.Errorf("remove the new device %q: %w", name, derr))
-			} else {
-				err = fmt.Errorf("%w (removed the new device %q)", err, name)
-			}
-		}()
-	}
+			return
+		}
+		derr := p.Delete(name)
+		if derr == nil {
+			derr = p.Sync()
+		}
+		switch {
+		case derr != nil:
+			err = errors.Join(err, fmt.Errorf("remove the new device %q: %w", name, derr))
+		case ctx.Err() != nil:
+			err = interrupted(ctx, "nothing imported")
+		default:
+			err = fmt.Errorf("%w (removed the new device %q)", err, name)
+		}
+	}()
 	start := time.Now()
 	im := &importer{t: t, g: granule(p), compare: !created}
 	prog := a.newProgress("importing "+name, max(src.size, 0))
 	if src.f != nil {
-		err = im.importFile(src, prog)
+		err = im.importFile(ctx, src, prog)
 	} else {
-		err = im.importStream(src, prog)
+		err = im.importStream(ctx, src, prog)
 	}
 	if err == nil {
 		err = im.flush()
@@ -537,8 +563,10 @@ included. An existing non-empty FILE is overwritten only with --force.`,
   thinctl device export web - | xz > web.img.xz`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := a.interruptible(cmd.Context())
+			defer stop()
 			return a.withPool(func(p *thinpool.Pool) error {
-				return a.exportImage(p, args[0], args[1], force)
+				return a.exportImage(ctx, p, args[0], args[1], force)
 			})
 		},
 	}
@@ -546,7 +574,7 @@ included. An existing non-empty FILE is overwritten only with --force.`,
 	return cmd
 }
 
-func (a *app) exportImage(p *thinpool.Pool, name, path string, force bool) (err error) {
+func (a *app) exportImage(ctx context.Context, p *thinpool.Pool, name, path string, force bool) (err error) {
 	t, err := a.device(p, name)
 	if err != nil {
 		return err
@@ -567,6 +595,9 @@ func (a *app) exportImage(p *thinpool.Pool, name, path string, force bool) (err 
 	// copyRange copies [lo, hi) of the device; write gets each chunk.
 	copyRange := func(lo, hi int64, write func(b []byte, off int64) error) error {
 		for off := lo; off < hi; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			n := min(xferChunk, hi-off)
 			if _, err := t.ReadAt(buf[:n], off); err != nil {
 				return fmt.Errorf("read device %q at %d: %w", name, off, err)
@@ -617,8 +648,12 @@ func (a *app) exportImage(p *thinpool.Pool, name, path string, force bool) (err 
 		}
 	}
 	if err != nil {
-		if dst.created {
-			os.Remove(path)
+		removed := dst.created && os.Remove(dst.name) == nil
+		switch {
+		case ctx.Err() != nil && removed:
+			return interrupted(ctx, "nothing exported")
+		case ctx.Err() != nil:
+			return interrupted(ctx, fmt.Sprintf("%s is incomplete", dst.name))
 		}
 		return fmt.Errorf("export device %q: %w", name, err)
 	}

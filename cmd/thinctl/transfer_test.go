@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/thinpool/thinpool/thinpool"
+	"github.com/thinpool/thinpool/volumes"
 )
 
 // xferRun runs thinctl on the pool at path and returns stdout, stderr and
@@ -559,5 +561,55 @@ func TestImportKeepsSharing(t *testing.T) {
 	}
 	if devs[1].Exclusive != 64<<10 {
 		t.Fatalf("snapshot has %d exclusive bytes, want one block", devs[1].Exclusive)
+	}
+}
+
+// TestTransferInterrupted: an import or export whose context a signal
+// cancelled stops, undoes what it made (the new device, the new file) and
+// exits 128+signal with one line saying so.
+func TestTransferInterrupted(t *testing.T) {
+	path := xferPool(t)
+	img := filepath.Join(t.TempDir(), "disk.img")
+	data := make([]byte, 8<<20)
+	_, _ = rand.NewChaCha8([32]byte{1}).Read(data)
+	if err := os.WriteFile(img, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	cancel(&volumes.Interrupted{Signal: syscall.SIGTERM})
+	interrupted := func(args ...string) (string, int) {
+		var out, errOut bytes.Buffer
+		a := &app{in: strings.NewReader(""), out: &out, err: &errOut}
+		root := a.rootCmd()
+		root.SetArgs(append([]string{"--pool", path}, args...))
+		code := a.execute(ctx, root)
+		return errOut.String() + out.String(), code
+	}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"import into a new device", []string{"device", "import", "v", img}, "thinctl: interrupted: nothing imported\n"},
+		{"import into an existing device", []string{"device", "import", "w", img}, `thinctl: interrupted: device "w" may be partly overwritten; import again to finish` + "\n"},
+		{"export to a new file", []string{"device", "export", "w", filepath.Join(t.TempDir(), "out.img")}, "thinctl: interrupted: nothing exported\n"},
+	}
+	xferMustRun(t, path, nil, "device", "import", "w", img)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := xferMustRun(t, path, nil, "device", "ls")
+			msg, code := interrupted(c.args...)
+			if code != 143 || msg != c.want {
+				t.Fatalf("thinctl %s with SIGTERM: exit %d, %q; want exit 143, %q", strings.Join(c.args, " "), code, msg, c.want)
+			}
+			if after := xferMustRun(t, path, nil, "device", "ls"); after != before {
+				t.Fatalf("devices before:\n%s\nafter:\n%s", before, after)
+			}
+			if c.args[1] == "export" {
+				if _, err := os.Stat(c.args[3]); !os.IsNotExist(err) {
+					t.Fatalf("the export left %s: %v", c.args[3], err)
+				}
+			}
+		})
 	}
 }
