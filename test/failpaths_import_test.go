@@ -265,3 +265,33 @@ func writeNoise(t *testing.T, path string, size int64, seed byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestContainerCommitPoolFull: a commit of a mounted container whose
+// writes did not fit in the pool fails with the no-space message instead of
+// making an image of a filesystem that lost them; nothing is left of it.
+func TestContainerCommitPoolFull(t *testing.T) {
+	e := newEnv(t, "256M")
+	small, keepSHA := smallImage(t)
+	e.must("image", "import", small)
+	e.must("container", "create", "--name", "c", "small:1")
+	root := e.mountContainer("c")
+	// Buffered writes: dd succeeds, writeback fails later.
+	mustSh(t, 2*time.Minute, "dd if=/dev/urandom of="+root+"/fill bs=1M count=400 status=none")
+	names := e.deviceNames()
+	msg := e.failsOneLine("container", "commit", "c", "full:1")
+	t.Logf("commit over a full pool: %s", msg)
+	if !strings.Contains(msg, "no space left in pool (256 MiB data, ") {
+		t.Fatalf("the error %q does not say the pool is full", msg)
+	}
+	if got := e.imageNames(); !slices.Equal(got, []string{"small:1"}) {
+		t.Fatalf("after the failed commit image ls shows %v", got)
+	}
+	if got := e.deviceNames(); !slices.Equal(got, names) {
+		t.Fatalf("after the failed commit the devices are %v, want %v", got, names)
+	}
+	e.must("container", "umount", "c")
+	e.must("container", "rm", "c")
+	e.requireIntact("d", keepSHA)
+	e.must("daemon", "stop")
+	e.check()
+}
