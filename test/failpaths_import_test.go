@@ -280,7 +280,7 @@ func TestContainerCommitPoolFull(t *testing.T) {
 	names := e.deviceNames()
 	msg := e.failsOneLine("container", "commit", "c", "full:1")
 	t.Logf("commit over a full pool: %s", msg)
-	if !strings.Contains(msg, "no space left in pool (256 MiB data, ") {
+	if !strings.Contains(msg, `container "c" lost writes since it was mounted: no space left in pool (256 MiB data, `) {
 		t.Fatalf("the error %q does not say the pool is full", msg)
 	}
 	if got := e.imageNames(); !slices.Equal(got, []string{"small:1"}) {

@@ -444,7 +444,10 @@ func (m *Manager) CommitContainer(name, ref string) (*Image, error) {
 	if _, err := m.image(ref); err == nil {
 		return nil, fmt.Errorf("%w: image %q", ErrExists, ref)
 	}
-	if err := m.syncContainer(c.name()); err != nil {
+	if err := m.syncContainer(c.name()); isWriteFailure(err) {
+		// The error stays until the container is mounted again.
+		return nil, fmt.Errorf("container %q lost writes since it was mounted: %w", name, err)
+	} else if err != nil {
 		return nil, fmt.Errorf("container %q: %w", name, err)
 	}
 	chain := imageLayers(src)
