@@ -199,8 +199,9 @@ func (m *Manager) CreateContainer(name string, o ContainerOptions) (*Container, 
 	return m.InspectContainer(name)
 }
 
-// grow resizes a device holding a filesystem, and the filesystem.
-func (m *Manager) grow(dev, fs string, size int64) error {
+// grow resizes a device holding a filesystem, and the filesystem. A write
+// the device failed while the filesystem grew fails it.
+func (m *Manager) grow(dev, fs string, size int64) (err error) {
 	if err := m.pool.Resize(dev, size); err != nil {
 		return err
 	}
@@ -208,7 +209,7 @@ func (m *Manager) grow(dev, fs string, size int64) error {
 	if err != nil {
 		return err
 	}
-	defer m.Detach(a.Loop)
+	defer func() { err = firstCause(err, m.umountChecked("", a.Loop)) }()
 	if fs == "xfs" {
 		dir, err := os.MkdirTemp(m.runDir, "grow")
 		if err != nil {
