@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/thinpool/thinpool/extent"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes/archive"
 	"github.com/thinpool/thinpool/volumes/layer"
@@ -261,27 +260,12 @@ func (m *Manager) applyLayer(ctx context.Context, parent, dev, chainID, parentCh
 
 // addedBytes is the pool space dev maps that parent does not map the same.
 func (m *Manager) addedBytes(parent, dev string) (int64, error) {
-	pm, err := m.pool.Mappings(parent)
+	ranges, err := m.pool.Diff(parent, dev)
 	if err != nil {
 		return 0, err
 	}
-	dm, err := m.pool.Mappings(dev)
-	if err != nil {
-		return 0, err
-	}
-	same := extent.NewMap()
-	for _, e := range pm {
-		same.Insert(e, nil)
-	}
-	var added uint64
-	for _, e := range dm {
-		same.Lookup(e.V, e.Len, func(s extent.Segment) bool {
-			if !s.Mapped || s.P != e.P+extent.PBlock(s.V-e.V) {
-				added += s.Len
-			}
-			return true
-		})
-	}
+	_, byKind := thinpool.DiffBlocks(ranges)
+	added := byKind[thinpool.DiffRightOnly] + byKind[thinpool.DiffDifferent]
 	return int64(added) * m.pool.BlockSize(), nil
 }
 
