@@ -42,6 +42,12 @@ func (p *Pool) Usage() Usage {
 	p.syncMu.Unlock()
 	p.mu.RLock()
 	defer p.mu.RUnlock()
+	return p.usageLocked(journal)
+}
+
+// usageLocked is Usage with journal bytes written since the checkpoint.
+// Called with mu held.
+func (p *Pool) usageLocked(journal int64) Usage {
 	u := Usage{
 		BlockSize:       p.bs,
 		DataBlocks:      p.st.nrBlocks,

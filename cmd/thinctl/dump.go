@@ -7,13 +7,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/thinpool/thinpool/extent"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/thinpool/thinxml"
 )
@@ -81,10 +77,11 @@ func (a *app) poolDumpCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withPool(func(p *thinpool.Pool) error {
-				sb, err := dumpPool(p, !plain)
+				v, err := p.View()
 				if err != nil {
 					return err
 				}
+				sb := thinxml.FromView(v, !plain)
 				if output == "" || output == "-" {
 					return thinxml.Encode(a.out, sb)
 				}
@@ -110,105 +107,6 @@ func (a *app) poolDumpCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&output, "output", "o", "", "write to FILE instead of standard output")
 	cmd.Flags().BoolVar(&plain, "plain", false, "write only what thin_dump writes: no name, size, origin, read_only, created or labels")
 	return cmd
-}
-
-// dumpPool describes p as a thin_dump document. With extras, each device
-// carries thinpool's own attributes too.
-func dumpPool(p *thinpool.Pool, extras bool) (*thinxml.Superblock, error) {
-	u := p.Usage()
-	sb := &thinxml.Superblock{
-		UUID: formatUUID(u.UUID), Time: 1, Transaction: u.TransactionID, Version: 2,
-		DataBlockSize: uint32(u.BlockSize / thinpool.SectorSize), NrDataBlocks: u.DataBlocks,
-	}
-	infos := p.Devices()
-	all := make([][]extent.Mapping, len(infos))
-	for i, info := range infos {
-		ms, err := p.Mappings(info.Name)
-		if err != nil {
-			return nil, objErr(err, "device", info.Name)
-		}
-		all[i] = ms
-	}
-	shared := sharedRuns(all)
-	for i, info := range infos {
-		d := thinxml.Device{DevID: uint32(info.ID), SnapTime: 1, Mappings: timedMappings(all[i], shared)}
-		if extras {
-			d.Name, d.Size, d.Origin, d.ReadOnly = info.Name, uint64(info.Size), uint32(info.Origin), info.ReadOnly
-			d.Created, d.Labels = info.Created, info.Labels
-		}
-		sb.Devices = append(sb.Devices, d)
-	}
-	return sb, nil
-}
-
-// sharedRuns returns, in order, the pool blocks that more than one mapping
-// points at.
-func sharedRuns(all [][]extent.Mapping) []extent.Run {
-	type edge struct {
-		p     extent.PBlock
-		delta int
-	}
-	var edges []edge
-	for _, ms := range all {
-		for _, m := range ms {
-			edges = append(edges, edge{m.P, 1}, edge{m.PEnd(), -1})
-		}
-	}
-	slices.SortFunc(edges, func(a, b edge) int {
-		if a.p != b.p {
-			if a.p < b.p {
-				return -1
-			}
-			return 1
-		}
-		return a.delta - b.delta
-	})
-	var runs []extent.Run
-	depth := 0
-	var start extent.PBlock
-	for i, e := range edges {
-		depth += e.delta
-		if i+1 < len(edges) && edges[i+1].p == e.p {
-			continue // settle every edge at this block first
-		}
-		open := len(runs) > 0 && runs[len(runs)-1].Len == 0
-		switch {
-		case depth >= 2 && !open:
-			start = e.p
-			runs = append(runs, extent.Run{P: start})
-		case depth < 2 && open:
-			runs[len(runs)-1].Len = uint64(e.p - start)
-		}
-	}
-	return runs
-}
-
-// timedMappings turns extents into dump mappings: pieces whose pool blocks
-// are in shared get time 0, the rest time 1 (see the dump's help).
-func timedMappings(ms []extent.Mapping, shared []extent.Run) []thinxml.Mapping {
-	out := make([]thinxml.Mapping, 0, len(ms))
-	emit := func(m extent.Mapping, p extent.PBlock, n uint64, time uint32) {
-		out = append(out, thinxml.Mapping{OriginBegin: uint64(m.V) + uint64(p-m.P), DataBegin: uint64(p), Length: n, Time: time})
-	}
-	for _, m := range ms {
-		p := m.P
-		i := sort.Search(len(shared), func(i int) bool { return shared[i].End() > p })
-		for ; p < m.PEnd(); i++ {
-			if i == len(shared) || shared[i].P >= m.PEnd() {
-				emit(m, p, uint64(m.PEnd()-p), 1)
-				break
-			}
-			r := shared[i]
-			if r.P > p {
-				emit(m, p, uint64(r.P-p), 1)
-				p = r.P
-			}
-			end := min(r.End(), m.PEnd())
-			emit(m, p, uint64(end-p), 0)
-			p = end
-		}
-	}
-	return out
 }
 
 // writeFileAtomic writes a temporary file next to path with fn, syncs it
@@ -355,7 +253,7 @@ func (a *app) restore(sb *thinxml.Superblock, dataPath string, o restoreOptions)
 		}
 		opts.DataSize = o.size
 	}
-	devs, notes, err := restoreDevices(sb, bs, o.devSize)
+	devs, notes, err := sb.RestoreDevices(bs, o.devSize)
 	if err != nil {
 		return err
 	}
@@ -399,70 +297,6 @@ func (a *app) restore(sb *thinxml.Superblock, dataPath string, o restoreOptions)
 	return nil
 }
 
-// restoreDevices turns the dump's devices into thinpool's. Notes tell the
-// user about ids that had to change.
-func restoreDevices(sb *thinxml.Superblock, bs, devSize int64) ([]thinpool.RestoreDevice, []string, error) {
-	var maxID uint32
-	for _, d := range sb.Devices {
-		maxID = max(maxID, d.DevID)
-	}
-	now := time.Now()
-	var notes []string
-	devs := make([]thinpool.RestoreDevice, 0, len(sb.Devices))
-	for _, d := range sb.Devices {
-		rd := thinpool.RestoreDevice{
-			ID: thinpool.DevID(d.DevID), Name: d.Name, Size: int64(d.Size), Origin: thinpool.DevID(d.Origin),
-			ReadOnly: d.ReadOnly, Created: d.Created, Labels: d.Labels, Mappings: dumpExtents(d.Mappings),
-		}
-		if rd.Name == "" {
-			rd.Name = fmt.Sprintf("dev-%d", d.DevID)
-		}
-		if rd.ID == 0 {
-			rd.ID = thinpool.DevID(maxID + 1)
-			notes = append(notes, fmt.Sprintf("dev_id 0 (%s) restored as device id %d", rd.Name, rd.ID))
-		}
-		if rd.Created.IsZero() {
-			rd.Created = now
-		}
-		var end uint64 // one past the highest mapped block
-		if n := len(rd.Mappings); n > 0 {
-			end = uint64(rd.Mappings[n-1].End())
-		}
-		if end > thinpool.MaxDeviceSize/uint64(bs) {
-			return nil, nil, fmt.Errorf("device %s maps block %d, past the largest device size (%s)", rd.Name, end-1, formatSize(thinpool.MaxDeviceSize))
-		}
-		need := int64(end) * bs
-		switch {
-		case d.Size != 0 && int64(d.Size) < need || d.Size > thinpool.MaxDeviceSize:
-			return nil, nil, fmt.Errorf("device %s: its size %d is not large enough for its mapped blocks (%s)", rd.Name, d.Size, formatSize(need))
-		case d.Size != 0:
-		case devSize != 0 && devSize < need:
-			return nil, nil, fmt.Errorf("device %s: --device-size %s is smaller than its mapped blocks need (%s)", rd.Name, formatSize(devSize), formatSize(need))
-		case devSize != 0:
-			rd.Size = roundUp(devSize, thinpool.SectorSize)
-		default:
-			rd.Size = max(need, bs)
-		}
-		devs = append(devs, rd)
-	}
-	return devs, notes, nil
-}
-
-// extents converts dump mappings into extents, joining those that continue
-// each other (dumps split extents where times differ).
-func dumpExtents(ms []thinxml.Mapping) []extent.Mapping {
-	out := make([]extent.Mapping, 0, len(ms))
-	for _, m := range ms {
-		e := extent.Mapping{V: extent.VBlock(m.OriginBegin), P: extent.PBlock(m.DataBegin), Len: m.Length}
-		if n := len(out); n > 0 && out[n-1].End() == e.V && out[n-1].PEnd() == e.P {
-			out[n-1].Len += e.Len
-			continue
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
 // checkDataSize fails when the data device ends before the last mapped
 // block: a wrong file or offset.
 func checkDataSize(f *os.File, path string, off int64, devs []thinpool.RestoreDevice, bs int64) error {
@@ -470,12 +304,7 @@ func checkDataSize(f *os.File, path string, off int64, devs []thinpool.RestoreDe
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	var end extent.PBlock
-	for _, d := range devs {
-		for _, m := range d.Mappings {
-			end = max(end, m.PEnd())
-		}
-	}
+	end := thinxml.DataEnd(devs)
 	if need := int64(end) * bs; end > 0 && size-off < need {
 		return fmt.Errorf("data %s holds %d bytes after offset %d, but the dump maps data blocks up to %d (%d bytes): wrong file or --data-offset?",
 			path, max(0, size-off), off, end-1, need)

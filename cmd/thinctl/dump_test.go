@@ -16,7 +16,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/thinpool/thinpool/extent"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/thinpool/thinxml"
 )
@@ -168,14 +167,14 @@ func TestPoolDump(t *testing.T) {
 		if len(sb.Devices) != len(infos) {
 			t.Fatalf("%d devices dumped, pool has %d", len(sb.Devices), len(infos))
 		}
-		refs := map[extent.PBlock]int{}
+		refs := map[uint64]int{}
 		for i, info := range infos {
 			d := sb.Devices[i]
 			want, err := p.Mappings(info.Name)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := dumpExtents(d.Mappings); !reflect.DeepEqual(got, want) && len(want)+len(got) > 0 {
+			if got := thinxml.Extents(d.Mappings); !reflect.DeepEqual(got, want) && len(want)+len(got) > 0 {
 				t.Errorf("%s: dumped %v, pool has %v", info.Name, got, want)
 			}
 			if d.DevID != uint32(info.ID) || d.Name != info.Name || int64(d.Size) != info.Size || d.Origin != uint32(info.Origin) ||
@@ -186,7 +185,7 @@ func TestPoolDump(t *testing.T) {
 				t.Errorf("%s: snap_time %d", info.Name, d.SnapTime)
 			}
 			for _, m := range want {
-				for b := m.P; b < m.PEnd(); b++ {
+				for b := uint64(m.P); b < uint64(m.PEnd()); b++ {
 					refs[b]++
 				}
 			}
@@ -195,8 +194,8 @@ func TestPoolDump(t *testing.T) {
 		for _, d := range sb.Devices {
 			for _, m := range d.Mappings {
 				for b := m.DataBegin; b < m.DataBegin+m.Length; b++ {
-					if isShared := refs[extent.PBlock(b)] > 1; isShared != (m.Time == 0) {
-						t.Errorf("device %d block %d: time %d, %d references", d.DevID, b, m.Time, refs[extent.PBlock(b)])
+					if isShared := refs[b] > 1; isShared != (m.Time == 0) {
+						t.Errorf("device %d block %d: time %d, %d references", d.DevID, b, m.Time, refs[b])
 					}
 					if m.Time == 0 {
 						shared++

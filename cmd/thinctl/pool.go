@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -100,7 +99,7 @@ func (a *app) poolInfo(u thinpool.Usage) poolInfo {
 	bs := u.BlockSize
 	i := poolInfo{
 		Pool:              a.poolPath,
-		UUID:              formatUUID(u.UUID),
+		UUID:              thinpool.FormatUUID(u.UUID),
 		BlockSize:         bs,
 		DataTotal:         int64(u.DataBlocks) * bs,
 		DataUsed:          int64(u.UsedBlocks) * bs,
@@ -129,11 +128,6 @@ func (a *app) poolInfo(u thinpool.Usage) poolInfo {
 		i.Warnings = append(i.Warnings, fmt.Sprintf("metadata space is %.0f%% used: grow it with 'thinctl pool grow --metadata-size N'", i.MetadataPercent))
 	}
 	return i
-}
-
-func formatUUID(u [16]byte) string {
-	h := hex.EncodeToString(u[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 func (a *app) poolInfoCmd() *cobra.Command {

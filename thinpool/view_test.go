@@ -1,0 +1,45 @@
+package thinpool
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/thinpool/thinpool/extent"
+)
+
+// TestView checks that a View holds every device with its mappings as they
+// were when it was taken, whatever happens to the pool afterwards.
+func TestView(t *testing.T) {
+	const blk = DefaultBlockSize
+	p, _ := mustCreatePool(t, 64*blk)
+	a := mustThin(t, p, "a", 8*blk)
+	mustWrite(t, a, pattern(1, 2*blk), 0)
+	if _, err := p.Snapshot("a", "b", true); err != nil {
+		t.Fatal(err)
+	}
+	v, err := p.View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, a, pattern(2, blk), 4*blk) // after the view
+	if len(v.Devices) != 2 || v.Devices[0].Name != "a" || v.Devices[1].Name != "b" || !v.Devices[1].ReadOnly {
+		t.Fatalf("view devices %+v", v.Devices)
+	}
+	want, err := p.Mappings("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(v.Devices[0].Mappings, want) || !slices.Equal(v.Devices[1].Mappings, want) {
+		t.Fatalf("view mappings %v and %v, want %v for both", v.Devices[0].Mappings, v.Devices[1].Mappings, want)
+	}
+	if want[0] != (extent.Mapping{V: 0, P: want[0].P, Len: 2}) || v.Usage.Devices != 2 || v.Usage.UsedBlocks != 2 {
+		t.Fatalf("view %+v", v.Usage)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.View(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("View of a closed pool: %v", err)
+	}
+}
