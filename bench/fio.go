@@ -136,7 +136,7 @@ func runFio(h *harness) error {
 			case TargetThinpool:
 				var d *thinDaemon
 				if d, err = h.thinPool(dir, devSize+1<<30); err == nil {
-					if _, err = d.ctl("device", "create", "bench", "--size", strconv.FormatInt(devSize, 10)); err == nil {
+					if _, err = d.ctl("device", "create", "bench", "--size", strconv.FormatInt(devSize, 10)+"B"); err == nil {
 						devs[tg], err = d.attach("bench")
 					}
 				}

@@ -108,7 +108,7 @@ func (h *harness) firstWriteTarget(t *Table, cases []firstWriteCase, run int, tg
 		if err != nil {
 			return err
 		}
-		if _, err := td.ctl("device", "create", "origin", "--size", strconv.FormatInt(origin, 10)); err != nil {
+		if _, err := td.ctl("device", "create", "origin", "--size", strconv.FormatInt(origin, 10)+"B"); err != nil {
 			return err
 		}
 		dev, err := td.attach("origin")

@@ -32,7 +32,7 @@ func (h *harness) thinPool(dir string, dataSize int64) (*thinDaemon, error) {
 	}
 	pool := filepath.Join(d, "pool.img")
 	t := &thinDaemon{h: h, pool: pool, env: []string{"THINPOOL_RUNDIR=" + filepath.Join(d, "run"), "THINPOOL=" + pool}}
-	if _, err := t.ctl("pool", "create", "--size", strconv.FormatInt(dataSize, 10)); err != nil {
+	if _, err := t.ctl("pool", "create", "--size", strconv.FormatInt(dataSize, 10)+"B"); err != nil {
 		return nil, err
 	}
 	return t, t.start()

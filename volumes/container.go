@@ -161,7 +161,7 @@ func (m *Manager) CreateContainer(name string, o ContainerOptions) (*Container, 
 	}
 	dev := containerPrefix + name
 	if _, err := m.pool.Device(dev); err == nil {
-		return nil, fmt.Errorf("%w: container %q", ErrExists, name)
+		return nil, reasonf(ErrExists, "container %q already exists", name)
 	}
 	// Volumes named by -v are created first, as Docker does.
 	for _, s := range o.Mounts {
@@ -183,7 +183,7 @@ func (m *Manager) CreateContainer(name string, o ContainerOptions) (*Container, 
 	}
 	if _, err := m.pool.SnapshotLabeled(img.name(), dev, false, labels); err != nil {
 		if errors.Is(err, thinpool.ErrExists) {
-			return nil, fmt.Errorf("%w: container %q", ErrExists, name)
+			return nil, reasonf(ErrExists, "container %q already exists", name)
 		}
 		return nil, err
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes/archive"
 	"github.com/thinpool/thinpool/volumes/layer"
@@ -58,18 +60,31 @@ type ImportOptions struct {
 
 // image finds an image by name (a missing tag means "latest").
 func (m *Manager) image(ref string) (record, error) {
-	ref = normalizeRef(ref)
+	ref, err := ParseImageRef(ref)
+	if err != nil {
+		return record{}, err
+	}
 	return lookup(m.pool, imageDevice(ref), roleImage, "image", ref)
 }
 
-func normalizeRef(ref string) string {
-	if ref == "" {
-		return ref
+// ParseImageRef checks an image reference (NAME[:TAG]) as Docker does,
+// with go-containerregistry's name package, and returns it as records
+// keep it: as given, with ":latest" added when it has no tag. The name is
+// not expanded (alpine stays alpine, not index.docker.io/library/alpine).
+// An invalid reference ("x:", ":y", "UPPER:tag", "a b:c") is an error of
+// kind thinpool.ErrInvalid that also matches name.ErrBadName.
+func ParseImageRef(ref string) (string, error) {
+	t, err := name.NewTag(ref, name.WithDefaultTag(""))
+	if err != nil {
+		return "", reasonf(thinpool.ErrInvalid, "invalid image name %q: %w", ref, err)
 	}
-	if i := strings.LastIndex(ref, ":"); i < 0 || strings.Contains(ref[i:], "/") {
-		return ref + ":latest"
+	if t.TagStr() == "" {
+		ref += ":latest"
 	}
-	return ref
+	if dev := imageDevice(ref); thinpool.ValidateName(dev) != nil {
+		return "", reasonf(thinpool.ErrInvalid, "invalid image name %q: its device name %q is longer than %d bytes", ref, dev, thinpool.MaxNameLen)
+	}
+	return ref, nil
 }
 
 func layerDevice(chainID string) string {
@@ -132,9 +147,9 @@ func (m *Manager) ImportImage(ctx context.Context, path string, stdin io.Reader,
 		if ref == "" {
 			ref = "sha256:" + strings.TrimPrefix(img.ConfigDigest, "sha256:")[:12]
 		}
-		ref = normalizeRef(ref)
-		if err := thinpool.ValidateName(imageDevice(ref)); err != nil {
-			return out, fmt.Errorf("%w: image name %q", thinpool.ErrInvalid, ref)
+		ref, err := ParseImageRef(ref)
+		if err != nil {
+			return out, err
 		}
 		im, err := m.importOne(ctx, base, ref, img, o.Progress)
 		if err != nil {
@@ -424,9 +439,12 @@ func (m *Manager) CommitContainer(name, ref string) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the container's image: %w", err)
 	}
-	ref = normalizeRef(ref)
+	ref, err = ParseImageRef(ref)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := m.image(ref); err == nil {
-		return nil, fmt.Errorf("%w: image %q", ErrExists, ref)
+		return nil, reasonf(ErrExists, "image %q already exists", ref)
 	}
 	if err := m.syncContainer(c.name()); isWriteFailure(err) {
 		// The error stays until the container is mounted again.

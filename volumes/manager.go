@@ -270,6 +270,20 @@ func (m *Manager) find(key string) (*Attachment, bool) {
 	return nil, false
 }
 
+// NotAttached is the error of Detach for a key (a device name or loop
+// device) that is not attached; it matches ErrNotAttached. Without a
+// daemon nothing is attached, and the CLI says so with this error.
+func NotAttached(key string) error {
+	return reasonf(ErrNotAttached, "no attached device or loop device named %q", key)
+}
+
+// NotMounted is the error of Umount for a key (a directory, loop device
+// or device name) that nothing of ours is mounted at or named; it matches
+// ErrNotAttached.
+func NotMounted(key string) error {
+	return reasonf(ErrNotAttached, "nothing of ours is mounted at or named %s", key)
+}
+
 // Detach stops serving a device (by name or loop device path). A mounted
 // device must be unmounted first.
 func (m *Manager) Detach(key string) error {
@@ -277,7 +291,7 @@ func (m *Manager) Detach(key string) error {
 	defer m.mu.Unlock()
 	a, ok := m.find(key)
 	if !ok {
-		return fmt.Errorf("%w: %s", ErrNotAttached, key)
+		return NotAttached(key)
 	}
 	if dir, mounted := blockdev.MountedAt(a.Loop); mounted {
 		return fmt.Errorf("%w: device %q is mounted at %s; unmount it first (thinctl device umount %s)", ErrBusy, a.Device, dir, dir)

@@ -131,7 +131,7 @@ func (m *Manager) Umount(key string) error {
 	}
 	m.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("%w: nothing of ours is mounted at or named %s", ErrNotAttached, key)
+		return NotMounted(key)
 	}
 	for {
 		dir, mounted := blockdev.MountedAt(loop)

@@ -104,7 +104,7 @@ func records(p *thinpool.Pool, role string) []record {
 func lookup(p *thinpool.Pool, name, role, what, display string) (record, error) {
 	t, err := p.Device(name)
 	if errors.Is(err, thinpool.ErrNotFound) {
-		return record{}, fmt.Errorf("%w: %s %q", ErrNotFound, what, display)
+		return record{}, reasonf(ErrNotFound, "%s %q not found", what, display)
 	}
 	if err != nil {
 		return record{}, err

@@ -78,7 +78,7 @@ func (m *Manager) CreateVolume(name string, o VolumeOptions) (*Volume, error) {
 	dev := volumePrefix + name
 	if _, err := m.pool.CreateThin(dev, (o.Size+thinpool.SectorSize-1)/thinpool.SectorSize*thinpool.SectorSize, labels); err != nil {
 		if errors.Is(err, thinpool.ErrExists) {
-			return nil, fmt.Errorf("%w: volume %q", ErrExists, name)
+			return nil, reasonf(ErrExists, "volume %q already exists", name)
 		}
 		return nil, err
 	}

@@ -150,7 +150,7 @@ that --out writes.`,
 	f.IntVar(&runs, "runs", 3, "repetitions of every measurement (the report gives median and min–max)")
 	f.DurationVar(&runtime, "runtime", 10*time.Second, "length of each timed fio job")
 	f.DurationVar(&ramp, "ramp", 2*time.Second, "unmeasured warm-up of random fio jobs")
-	f.StringVar(&size, "size", "2G", "fio working set on each device (the page cache is dropped before reads)")
+	f.StringVar(&size, "size", "2G", "fio working set on each device (the page cache is dropped before reads); "+sizeHelp)
 	f.StringVar(&dir, "dir", "", "where the work directory is made (default $TMPDIR or /tmp); every target lives there")
 	f.StringVar(&out, "out", "", "write the raw results (results.json) into this directory")
 	f.StringVar(&logf, "log", "", "write a line per measurement to this file")

@@ -50,11 +50,10 @@ func (a *app) deviceBlockCmds() []*cobra.Command {
 		Short: "Stop serving a device as a loop device",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.manager()
-			if err != nil {
-				return err
+			if a.daemon == nil { // no daemon runs, so nothing is attached
+				return volumes.NotAttached(args[0])
 			}
-			if err := m.Detach(args[0]); err != nil {
+			if err := a.daemon.mgr.Detach(args[0]); err != nil {
 				return objErr(err, "device", args[0])
 			}
 			a.say("Detached %s", args[0])
@@ -105,10 +104,10 @@ reformatted.`,
 		Short:   "Unmount a device's filesystem and detach it",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.manager()
-			if err != nil {
-				return err
+			if a.daemon == nil { // no daemon runs, so nothing is mounted
+				return volumes.NotMounted(args[0])
 			}
+			m := a.daemon.mgr
 			key := args[0]
 			if strings.Contains(key, "/") || key == "." || key == ".." {
 				key = a.abs(key) // a directory or /dev/loopN, not a device name

@@ -45,7 +45,12 @@ func TestParseSize(t *testing.T) {
 		want int64
 		bad  bool
 	}{
-		{"4096", 4096, false},
+		{"4096", 4096 << 20, false}, // a bare number is MiB, as lvcreate -L
+		{"100", 100 << 20, false},
+		{"0.5", 512 << 10, false},
+		{"4096B", 4096, false},
+		{"8S", 4096, false},
+		{"8s", 4096, false},
 		{"64K", 64 << 10, false},
 		{"64k", 64 << 10, false},
 		{"512M", 512 << 20, false},
@@ -61,6 +66,8 @@ func TestParseSize(t *testing.T) {
 		{"10Q", 0, true},
 		{"ten", 0, true},
 		{"1e30G", 0, true},
+		{"+1G", 0, true}, // relative only where a size can grow
+		{"1..5G", 0, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {

@@ -58,10 +58,10 @@ func needsDaemon(cmd *cobra.Command) bool {
 		return false
 	}
 	switch cmd.Name() {
-	case "attach", "detach", "mount", "umount":
+	case "attach", "mount":
 		return true
 	}
-	return false
+	return false // detach, umount: without a daemon nothing is attached
 }
 
 // forward runs this invocation in the pool's daemon when one runs (or is

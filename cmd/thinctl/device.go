@@ -123,7 +123,7 @@ func (a *app) deviceCreateCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&size, "size", "", "virtual size, e.g. 10G")
+	cmd.Flags().StringVar(&size, "size", "", "virtual size, e.g. 10G; "+sizeHelp)
 	cmd.Flags().StringArrayVar(&labels, "label", nil, "KEY=VALUE label (repeatable)")
 	return cmd
 }
@@ -315,14 +315,16 @@ func snapshotsOf(p *thinpool.Pool, id thinpool.DevID) []string {
 func (a *app) deviceResizeCmd() *cobra.Command {
 	var size string
 	cmd := &cobra.Command{
-		Use:   "resize NAME --size SIZE",
+		Use:   "resize NAME --size [+]SIZE",
 		Short: "Grow a thin device",
-		Args:  cobra.ExactArgs(1),
+		Example: `  thinctl device resize web --size 20G
+  thinctl device resize web --size +1G`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if size == "" {
 				return fmt.Errorf("device resize needs --size")
 			}
-			n, err := parseSize(size)
+			change, err := parseSizeChange(size)
 			if err != nil {
 				return err
 			}
@@ -330,6 +332,10 @@ func (a *app) deviceResizeCmd() *cobra.Command {
 				t, err := a.device(p, args[0])
 				if err != nil {
 					return err
+				}
+				n, err := change.from(t.Size())
+				if err != nil {
+					return fmt.Errorf("--size %s: %w", size, err)
 				}
 				n = roundUp(n, thinpool.SectorSize)
 				if n < t.Size() {
@@ -347,7 +353,7 @@ func (a *app) deviceResizeCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&size, "size", "", "new virtual size")
+	cmd.Flags().StringVar(&size, "size", "", "new virtual size, or +SIZE to grow by SIZE (as lvextend -L +1G); "+sizeHelp)
 	return cmd
 }
 

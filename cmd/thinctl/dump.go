@@ -165,19 +165,19 @@ func (a *app) poolRestoreCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var o restoreOptions
 			var err error
-			if o.dataOffset, err = dumpOptSize(dataOffset); err != nil {
+			if o.dataOffset, err = dumpOptSize(dataOffset, bareBytes); err != nil {
 				return err
 			}
 			if dataOffset != "" && dataPath == "" {
 				return fmt.Errorf("--data-offset needs --data")
 			}
-			if o.size, err = dumpOptSize(size); err != nil {
+			if o.size, err = dumpOptSize(size, bareMiB); err != nil {
 				return err
 			}
-			if o.devSize, err = dumpOptSize(devSize); err != nil {
+			if o.devSize, err = dumpOptSize(devSize, bareMiB); err != nil {
 				return err
 			}
-			if o.metaSize, err = dumpOptSize(metaSize); err != nil {
+			if o.metaSize, err = dumpOptSize(metaSize, bareMiB); err != nil {
 				return err
 			}
 			if dumpPathExists(a.poolPath) {
@@ -192,10 +192,10 @@ func (a *app) poolRestoreCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&dataPath, "data", "", "dm-thin data device or image to copy the mapped blocks from")
-	f.StringVar(&dataOffset, "data-offset", "", "byte offset of data block 0 in --data (default 0)")
-	f.StringVar(&size, "size", "", "data capacity of the new pool (default: the dump's nr_data_blocks)")
-	f.StringVar(&devSize, "device-size", "", "size of devices the dump gives no size (default: up to the highest mapped block)")
-	f.StringVar(&metaSize, "metadata-size", "", "metadata area (default as 'pool create')")
+	f.StringVar(&dataOffset, "data-offset", "", "offset of data block 0 in --data (default 0); a bare number is bytes, as losetup --offset")
+	f.StringVar(&size, "size", "", "data capacity of the new pool (default: the dump's nr_data_blocks); "+sizeHelp)
+	f.StringVar(&devSize, "device-size", "", "size of devices the dump gives no size (default: up to the highest mapped block); "+sizeHelp)
+	f.StringVar(&metaSize, "metadata-size", "", "metadata area (default as 'pool create'); "+sizeHelp)
 	return cmd
 }
 
@@ -208,12 +208,13 @@ type restoreOptions struct {
 	dataOffset, size, devSize, metaSize int64
 }
 
-// optSize parses an optional size flag; "" is 0.
-func dumpOptSize(s string) (int64, error) {
+// dumpOptSize parses an optional size flag whose bare number is in unit;
+// "" is 0.
+func dumpOptSize(s, bare string) (int64, error) {
 	if s == "" {
 		return 0, nil
 	}
-	return parseSize(s)
+	return parseSizeIn(s, bare)
 }
 
 // readDump decodes and validates the dump at path, wording its errors as

@@ -12,14 +12,40 @@ import (
 )
 
 // objectErr words the errors of the image, container and volume commands.
+// volumes words its own not-found and already-exists errors where it
+// raises them ("image "x:latest" not found"); they pass as they are.
 func objectErr(err error) error {
-	switch {
-	case errors.Is(err, volumes.ErrNotFound):
-		return fmt.Errorf("%s not found", strings.TrimPrefix(err.Error(), "volumes: not found: "))
-	case errors.Is(err, volumes.ErrExists):
-		return fmt.Errorf("%s already exists", strings.TrimPrefix(err.Error(), "volumes: already exists: "))
+	if errors.Is(err, volumes.ErrNotFound) || errors.Is(err, volumes.ErrExists) {
+		return err
 	}
 	return objErr(err, "device", "")
+}
+
+// checkInput runs args, then check: the flags are parsed by then, and the
+// error comes before the command is sent to (or starts) the pool daemon, so
+// bad input changes nothing.
+func checkInput(args cobra.PositionalArgs, check func(args []string) error) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if err := args(cmd, a); err != nil {
+			return err
+		}
+		return check(a)
+	}
+}
+
+// checkImageRef refuses an image reference that is not NAME[:TAG].
+func checkImageRef(ref string) error {
+	_, err := volumes.ParseImageRef(ref)
+	return err
+}
+
+// checkSize refuses a size flag that does not parse; "" is no flag.
+func checkSize(s string) error {
+	if s == "" {
+		return nil
+	}
+	_, err := parseSize(s)
+	return err
 }
 
 func (a *app) imageCmd() *cobra.Command {
@@ -40,7 +66,14 @@ Ctrl-C (or SIGTERM) cancels the import in the daemon, which rolls it back;
 thinctl then prints "interrupted: nothing imported" and exits 130.`,
 		Example: `  docker save alpine:3.20 | thinctl image import -
   thinctl image import app.tar --name app:v2`,
-		Args: cobra.ExactArgs(1),
+		Args: checkInput(cobra.ExactArgs(1), func([]string) error {
+			if name != "" {
+				if err := checkImageRef(name); err != nil {
+					return err
+				}
+			}
+			return checkSize(baseSize)
+		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var bsz int64
 			if baseSize != "" {
@@ -90,7 +123,7 @@ thinctl then prints "interrupted: nothing imported" and exits 130.`,
 		},
 	}
 	imp.Flags().StringVar(&name, "name", "", "NAME[:TAG] of the image (default: the archive's)")
-	imp.Flags().StringVar(&baseSize, "base-size", "", "size of the pool's base device when it is first made (default 10G)")
+	imp.Flags().StringVar(&baseSize, "base-size", "", "size of the pool's base device when it is first made (default 10G); "+sizeHelp)
 	ls := &cobra.Command{
 		Use: "ls", Aliases: []string{"list"}, Short: "List images with their layers and shared and unique size", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -197,7 +230,12 @@ func (a *app) containerCmd() *cobra.Command {
 		Short: "Create a container: a writable snapshot of the image's top layer",
 		Example: `  thinctl container create --name web -v data:/var/lib/data -v /srv/www:/www:ro app:v2
   thinctl container create --name db --mount type=volume,source=pg,target=/var/lib/postgresql postgres`,
-		Args: cobra.ExactArgs(1),
+		Args: checkInput(cobra.ExactArgs(1), func(args []string) error {
+			if err := checkImageRef(args[0]); err != nil {
+				return err
+			}
+			return checkSize(size)
+		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if name == "" {
 				return fmt.Errorf("container create needs --name")
@@ -246,7 +284,7 @@ func (a *app) containerCmd() *cobra.Command {
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "container name")
-	create.Flags().StringVar(&size, "size", "", "root filesystem size, if larger than the image's")
+	create.Flags().StringVar(&size, "size", "", "root filesystem size, if larger than the image's; "+sizeHelp)
 	create.Flags().StringArrayVarP(&vols, "volume", "v", nil, "VOLUME:/path[:ro] or /host/dir:/path[:ro]")
 	create.Flags().StringArrayVar(&mounts, "mount", nil, "type=volume|bind,source=SRC,target=/path[,readonly]")
 	mount := &cobra.Command{
@@ -344,7 +382,8 @@ func (a *app) containerCmd() *cobra.Command {
 	}
 	rm.Flags().BoolVarP(&force, "force", "f", false, "unmount a mounted container first")
 	commit := &cobra.Command{
-		Use: "commit NAME IMAGE[:TAG]", Short: "Make a new image whose top layer is the container's current state", Args: cobra.ExactArgs(2),
+		Use: "commit NAME IMAGE[:TAG]", Short: "Make a new image whose top layer is the container's current state",
+		Args: checkInput(cobra.ExactArgs(2), func(args []string) error { return checkImageRef(args[1]) }),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := a.manager()
 			if err != nil {
@@ -370,7 +409,8 @@ func (a *app) volumeCmd() *cobra.Command {
 	var size, fs string
 	var labels []string
 	create := &cobra.Command{
-		Use: "create [NAME]", Short: "Create a volume: its own thin device and filesystem", Args: cobra.MaximumNArgs(1),
+		Use: "create [NAME]", Short: "Create a volume: its own thin device and filesystem",
+		Args: checkInput(cobra.MaximumNArgs(1), func([]string) error { return checkSize(size) }),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o := volumes.VolumeOptions{FS: fs}
 			if size != "" {
@@ -404,7 +444,7 @@ func (a *app) volumeCmd() *cobra.Command {
 			return nil
 		},
 	}
-	create.Flags().StringVar(&size, "size", "10G", "volume size")
+	create.Flags().StringVar(&size, "size", "10G", "volume size; "+sizeHelp)
 	create.Flags().StringVar(&fs, "fs", "ext4", "filesystem: ext4 or xfs")
 	create.Flags().StringArrayVar(&labels, "label", nil, "KEY=VALUE (repeatable)")
 	var filters []string

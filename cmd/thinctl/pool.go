@@ -34,7 +34,7 @@ func (a *app) poolCreateCmd() *cobra.Command {
 			if o.DataSize, err = parseSize(size); err != nil {
 				return err
 			}
-			if o.BlockSize, err = parseSize(blockSize); err != nil {
+			if o.BlockSize, err = parseSizeIn(blockSize, bareKiB); err != nil {
 				return err
 			}
 			if metaSize != "" {
@@ -65,9 +65,9 @@ func (a *app) poolCreateCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&size, "size", "100G", "data capacity (the file stays sparse)")
-	f.StringVar(&blockSize, "block-size", "64K", "data block size: a power of two from 64K to 1G")
-	f.StringVar(&metaSize, "metadata-size", "", "metadata area (default: 64 bytes per data block, at least 4M)")
+	f.StringVar(&size, "size", "100G", "data capacity (the file stays sparse); "+sizeHelp)
+	f.StringVar(&blockSize, "block-size", "64K", "data block size: a power of two from 64K to 1G; a bare number is KiB, as lvcreate --chunksize")
+	f.StringVar(&metaSize, "metadata-size", "", "metadata area (default: 64 bytes per data block, at least 4M); "+sizeHelp)
 	return cmd
 }
 
@@ -244,36 +244,46 @@ func (a *app) poolGrowCmd() *cobra.Command {
 		Use:   "grow",
 		Short: "Grow the data area (--size) or the metadata area (--metadata-size)",
 		Example: `  thinctl pool grow --size 200G
+  thinctl pool grow --size +50G
   thinctl pool grow --metadata-size 64M`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if size == "" && metaSize == "" {
 				return fmt.Errorf("pool grow needs --size or --metadata-size")
 			}
-			var data, meta int64
+			var data, meta sizeChange
 			var err error
 			if size != "" {
-				if data, err = parseSize(size); err != nil {
+				if data, err = parseSizeChange(size); err != nil {
 					return err
 				}
 			}
 			if metaSize != "" {
-				if meta, err = parseSize(metaSize); err != nil {
+				if meta, err = parseSizeChange(metaSize); err != nil {
 					return err
 				}
 			}
 			return a.withPool(func(p *thinpool.Pool) error {
-				if data > 0 {
-					if err := p.Grow(data); err != nil {
-						return objErr(err, "pool", a.poolPath)
-					}
-				}
-				if meta > 0 {
-					if err := p.GrowMetadata(meta); err != nil {
-						return objErr(err, "pool", a.poolPath)
-					}
-				}
 				u := p.Usage()
+				newData, err := data.from(int64(u.DataBlocks) * u.BlockSize)
+				if err != nil {
+					return fmt.Errorf("--size %s: %w", size, err)
+				}
+				newMeta, err := meta.from(u.MetadataSize)
+				if err != nil {
+					return fmt.Errorf("--metadata-size %s: %w", metaSize, err)
+				}
+				if size != "" {
+					if err := p.Grow(newData); err != nil {
+						return objErr(err, "pool", a.poolPath)
+					}
+				}
+				if metaSize != "" {
+					if err := p.GrowMetadata(newMeta); err != nil {
+						return objErr(err, "pool", a.poolPath)
+					}
+				}
+				u = p.Usage()
 				if a.json {
 					return a.printJSON(a.poolInfo(u))
 				}
@@ -282,7 +292,7 @@ func (a *app) poolGrowCmd() *cobra.Command {
 			})
 		},
 	}
-	cmd.Flags().StringVar(&size, "size", "", "new data capacity")
-	cmd.Flags().StringVar(&metaSize, "metadata-size", "", "new metadata area size")
+	cmd.Flags().StringVar(&size, "size", "", "new data capacity, or +SIZE to grow by SIZE (as lvextend -L +1G); "+sizeHelp)
+	cmd.Flags().StringVar(&metaSize, "metadata-size", "", "new metadata area size, or +SIZE; "+sizeHelp)
 	return cmd
 }

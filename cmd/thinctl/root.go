@@ -98,7 +98,12 @@ func (a *app) rootCmd() *cobra.Command {
 64 KiB block on the first write to it, and crash-safe metadata.
 
 The pool is --pool, or $THINPOOL, or ` + DefaultPool + `.
-Sizes take binary units as LVM does: 10G = 10 GiB, 512M, 64K, 1.5T.`,
+Sizes take binary units as LVM does: 10G = 10 GiB, 512M, 64K, 1.5T, 100B
+(bytes), 8S (512-byte sectors). A bare number is MiB, as lvcreate -L takes
+it (--size 100 is 100 MiB); --block-size takes a bare number in KiB, as
+lvcreate --chunksize, and --data-offset in bytes, as losetup --offset.
+Growing takes +SIZE as lvextend -L +1G does: 'pool grow --size +10G',
+'device resize web --size +1G'.`,
 		SilenceUsage:      true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error { return a.forward(cmd, args) },
 		SilenceErrors:     true,
@@ -116,7 +121,22 @@ Sizes take binary units as LVM does: 10G = 10 GiB, 512M, 64K, 1.5T.`,
 	root.AddCommand(a.poolCmd(), a.deviceCmd(), a.snapshotCmd(), a.versionCmd(), a.daemonCmd())
 	root.AddCommand(a.imageCmd(), a.containerCmd(), a.volumeCmd(), a.infoCmd())
 	root.AddCommand(a.benchCmd(), a.docsCmd(root))
+	requireSubcommand(root)
 	return root
+}
+
+// requireSubcommand makes every command that only groups others (pool,
+// device, image...) print its help when called alone and fail on an
+// unknown subcommand: cobra would otherwise print the help and exit 0 for
+// 'thinctl image frobnicate'.
+func requireSubcommand(cmd *cobra.Command) {
+	if cmd.HasSubCommands() && !cmd.Runnable() {
+		cmd.Args = cobra.NoArgs
+		cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	for _, c := range cmd.Commands() {
+		requireSubcommand(c)
+	}
 }
 
 func (a *app) versionCmd() *cobra.Command {

@@ -374,7 +374,7 @@ the pool daemon: a device it created is removed, and it exits 130.`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&size, "size", "", "size of the new device (default: the image's size)")
+	cmd.Flags().StringVar(&size, "size", "", "size of the new device (default: the image's size); "+sizeHelp)
 	return cmd
 }
 
