@@ -75,7 +75,11 @@ type Manager struct {
 	mu  sync.Mutex
 	att map[thinpool.DevID]*Attachment
 
-	stop, stopped chan struct{} // the periodic commit
+	stop, stopped chan struct{} // the periodic commit and space check
+
+	// space warns of low space and grows the pool as its autoextend
+	// policy says.
+	space *spaceMonitor
 
 	// mounted are the containers mounted now, by device name.
 	mounted map[string]*mountedContainer
@@ -105,7 +109,8 @@ func Start(p *thinpool.Pool, runDir string, logf func(string, ...any)) (*Manager
 		return nil, fmt.Errorf("serve FUSE at %s: %w", fuseDir(runDir), err)
 	}
 	m := &Manager{pool: p, runDir: runDir, srv: srv, logf: logf, att: map[thinpool.DevID]*Attachment{},
-		stop: make(chan struct{}), stopped: make(chan struct{}), mounted: map[string]*mountedContainer{}}
+		stop: make(chan struct{}), stopped: make(chan struct{}), mounted: map[string]*mountedContainer{},
+		space: &spaceMonitor{pool: p, logf: logf}}
 	if err := m.rollback(); err != nil {
 		logf("roll back half-done steps: %v", err)
 	}
@@ -122,10 +127,15 @@ func (m *Manager) commitLoop() {
 	defer close(m.stopped)
 	tick := time.NewTicker(CommitPeriod)
 	defer tick.Stop()
+	space := time.NewTicker(SpaceCheckPeriod)
+	defer space.Stop()
+	m.space.check(false)
 	for {
 		select {
 		case <-m.stop:
 			return
+		case <-space.C:
+			m.space.check(false)
 		case <-tick.C:
 			if m.pool.Dirty() {
 				if err := m.pool.Sync(); err != nil {
@@ -195,8 +205,14 @@ func Cleanup(runDir string, logf func(string, ...any)) error {
 // Pool is the pool the manager serves.
 func (m *Manager) Pool() *thinpool.Pool { return m.pool }
 
-// thinDev adapts a thin device to blockdev.Device.
-type thinDev struct{ t *thinpool.Thin }
+// thinDev adapts a thin device to blockdev.Device. A write that finds
+// the pool full asks space to grow it (when the pool's autoextend policy
+// allows) and is tried again, as dm-thin queues writes while dmeventd
+// extends a full pool.
+type thinDev struct {
+	t     *thinpool.Thin
+	space *spaceMonitor
+}
 
 func (d thinDev) ReadAt(b []byte, off int64) (int, error) {
 	n, err := d.t.ReadAt(b, off)
@@ -205,10 +221,27 @@ func (d thinDev) ReadAt(b []byte, off int64) (int, error) {
 	}
 	return n, err
 }
-func (d thinDev) WriteAt(b []byte, off int64) (int, error) { return d.t.WriteAt(b, off) }
-func (d thinDev) Size() int64                              { return d.t.Size() }
-func (d thinDev) Sync() error                              { return d.t.Sync() }
-func (d thinDev) WriteZeroes(off, n int64) error           { return d.t.WriteZeroes(off, n) }
+
+func (d thinDev) WriteAt(b []byte, off int64) (int, error) {
+	if d.space == nil {
+		return d.t.WriteAt(b, off)
+	}
+	for tries := 0; ; tries++ {
+		seen := d.space.growCount()
+		n, err := d.t.WriteAt(b, off)
+		if !errors.Is(err, thinpool.ErrNoSpace) || tries == maxGrowRetries || !d.space.checkAfter(true, seen) {
+			return n, err
+		}
+	}
+}
+
+// maxGrowRetries bounds how often one write grows a full pool and tries
+// again (each grow adds the autoextend percent).
+const maxGrowRetries = 8
+
+func (d thinDev) Size() int64                    { return d.t.Size() }
+func (d thinDev) Sync() error                    { return d.t.Sync() }
+func (d thinDev) WriteZeroes(off, n int64) error { return d.t.WriteZeroes(off, n) }
 
 // Attach serves the device called name as a loop device. A read-only
 // device attaches read-only only. Attaching an attached device returns the
@@ -232,7 +265,7 @@ func (m *Manager) Attach(name string, readOnly bool) (*Attachment, error) {
 		return &c, nil
 	}
 	file := fmt.Sprintf("dev-%d", info.ID)
-	path, err := m.srv.Add(file, thinDev{t}, readOnly)
+	path, err := m.srv.Add(file, thinDev{t: t, space: m.space}, readOnly)
 	if err != nil {
 		return nil, err
 	}

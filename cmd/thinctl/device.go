@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thinpool/thinpool/thinpool"
+	"github.com/thinpool/thinpool/volumes"
 )
 
 func (a *app) deviceCmd() *cobra.Command {
@@ -119,6 +120,7 @@ func (a *app) deviceCreateCmd() *cobra.Command {
 				if err != nil {
 					return objErr(err, "device", name)
 				}
+				a.warnOvercommit(p)
 				return a.printDevice(p, t, "Created device %q (%s)")
 			})
 		},
@@ -126,6 +128,16 @@ func (a *app) deviceCreateCmd() *cobra.Command {
 	cmd.Flags().StringVar(&size, "size", "", "virtual size, e.g. 10G; "+sizeHelp)
 	cmd.Flags().StringArrayVar(&labels, "label", nil, "KEY=VALUE label (repeatable)")
 	return cmd
+}
+
+// warnOvercommit prints lvcreate's warning on stderr when the virtual
+// sizes of the pool's thin devices add up to more than its data area.
+func (a *app) warnOvercommit(p *thinpool.Pool) {
+	virtual, data := volumes.Overcommit(p)
+	if virtual > data && data > 0 {
+		fmt.Fprintf(a.err, "WARNING: Sum of all thin volume sizes (%s) exceeds the size of thin pool %s (%s): overcommitted %.2fx\n",
+			formatSize(virtual), a.poolPath, formatSize(data), float64(virtual)/float64(data))
+	}
 }
 
 // printDevice prints a created device as JSON or as one line using format
@@ -344,6 +356,7 @@ func (a *app) deviceResizeCmd() *cobra.Command {
 				if err := p.Resize(args[0], n); err != nil {
 					return objErr(err, "device", args[0])
 				}
+				a.warnOvercommit(p)
 				if a.daemon != nil {
 					if err := a.daemon.mgr.Resized(args[0]); err != nil {
 						return fmt.Errorf("resized %q, but the attached loop device did not follow: %w", args[0], err)
@@ -413,6 +426,7 @@ func (a *app) snapshotCmd() *cobra.Command {
 				if err != nil {
 					return objErr(err, "device", args[1])
 				}
+				a.warnOvercommit(p)
 				return a.printDevice(p, t, "Created snapshot %q (%s) of "+fmt.Sprintf("%q", args[0]))
 			})
 		},

@@ -276,6 +276,7 @@ func (a *app) containerCmd() *cobra.Command {
 			if err != nil {
 				return objectErr(err)
 			}
+			a.warnOvercommit(m.Pool())
 			if a.json {
 				return a.printJSON(c)
 			}
@@ -437,6 +438,7 @@ func (a *app) volumeCmd() *cobra.Command {
 			if err != nil {
 				return objectErr(err)
 			}
+			a.warnOvercommit(m.Pool())
 			if a.json {
 				return a.printJSON(v)
 			}
@@ -571,7 +573,11 @@ func (a *app) infoCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withPool(func(p *thinpool.Pool) error {
 				oi := volumes.PoolInfo(p)
-				i := infoJSON{StorageDriver: "thinpool", Pool: a.poolInfo(p.Usage()), BaseSize: oi.BaseSize, BackingFS: oi.BackingFS,
+				pi, err := a.poolInfoOf(p)
+				if err != nil {
+					return err
+				}
+				i := infoJSON{StorageDriver: "thinpool", Pool: pi, BaseSize: oi.BaseSize, BackingFS: oi.BackingFS,
 					Images: oi.Images, Layers: oi.Layers, Containers: oi.Containers, Volumes: oi.Volumes, Daemon: "not running"}
 				if a.daemon != nil {
 					i.Daemon = "running"
@@ -579,8 +585,7 @@ func (a *app) infoCmd() *cobra.Command {
 				if a.json {
 					return a.printJSON(i)
 				}
-				pi := i.Pool
-				err := a.kv([][2]string{
+				err = a.kv([][2]string{
 					{"Storage Driver", "thinpool"},
 					{" Pool File", pi.Pool},
 					{" Pool Blocksize", formatSize(pi.BlockSize)},
@@ -593,6 +598,7 @@ func (a *app) infoCmd() *cobra.Command {
 					{" Metadata Space Total", formatSize(pi.MetadataTotal)},
 					{" Metadata Space Available", formatSize(pi.MetadataAvailable)},
 					{" Thin Devices", fmt.Sprint(pi.Devices)},
+					{" Autoextend", describeAutoextend(pi.Autoextend)},
 					{"Images", fmt.Sprintf("%d (%d layers)", i.Images, i.Layers)},
 					{"Containers", fmt.Sprint(i.Containers)},
 					{"Volumes", fmt.Sprint(i.Volumes)},

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinpool/thinpool/thinpool"
+	"github.com/thinpool/thinpool/volumes"
 )
 
 func (a *app) poolCmd() *cobra.Command {
@@ -15,22 +16,27 @@ func (a *app) poolCmd() *cobra.Command {
 		Use:   "pool",
 		Short: "Create, inspect, check, grow, dump and restore the pool",
 	}
-	cmd.AddCommand(a.poolCreateCmd(), a.poolInfoCmd(), a.poolCheckCmd(), a.poolGrowCmd())
+	cmd.AddCommand(a.poolCreateCmd(), a.poolInfoCmd(), a.poolCheckCmd(), a.poolGrowCmd(), a.poolSetCmd())
 	cmd.AddCommand(a.poolExtraCmds()...)
 	return cmd
 }
 
 func (a *app) poolCreateCmd() *cobra.Command {
 	var size, blockSize, metaSize string
+	var ae volumes.Autoextend
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create the sparse pool file (and its directory)",
 		Example: `  thinctl pool create --size 100G
-  thinctl --pool /tmp/pool.img pool create --size 10G --block-size 1M`,
+  thinctl --pool /tmp/pool.img pool create --size 10G --block-size 1M
+  thinctl pool create --size 10G --autoextend-threshold 80 --autoextend-percent 20`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var o thinpool.Options
 			var err error
+			if err := ae.Validate(); err != nil {
+				return err
+			}
 			if o.DataSize, err = parseSize(size); err != nil {
 				return err
 			}
@@ -52,12 +58,19 @@ func (a *app) poolCreateCmd() *cobra.Command {
 			if err != nil {
 				return objErr(err, "pool", a.poolPath)
 			}
+			if ae.Enabled() {
+				if err := volumes.SetAutoextend(p, ae); err != nil {
+					return errors.Join(fmt.Errorf("pool %s: %w", a.poolPath, err), p.Close())
+				}
+			}
 			u := p.Usage()
+			info := a.poolInfo(u)
+			info.Autoextend = ae
 			if err := p.Close(); err != nil {
 				return err
 			}
 			if a.json {
-				return a.printJSON(a.poolInfo(u))
+				return a.printJSON(info)
 			}
 			a.say("Created pool %s: %s of data in %s blocks, %s of metadata", a.poolPath,
 				formatSize(int64(u.DataBlocks)*u.BlockSize), formatSize(u.BlockSize), formatSize(u.MetadataSize))
@@ -68,31 +81,98 @@ func (a *app) poolCreateCmd() *cobra.Command {
 	f.StringVar(&size, "size", "100G", "data capacity (the file stays sparse); "+sizeHelp)
 	f.StringVar(&blockSize, "block-size", "64K", "data block size: a power of two from 64K to 1G; a bare number is KiB, as lvcreate --chunksize")
 	f.StringVar(&metaSize, "metadata-size", "", "metadata area (default: 64 bytes per data block, at least 4M); "+sizeHelp)
+	autoextendFlags(cmd, &ae)
 	return cmd
+}
+
+// autoextendFlags adds the flags of the autoextend policy, named after
+// LVM's thin_pool_autoextend_threshold and thin_pool_autoextend_percent.
+func autoextendFlags(cmd *cobra.Command, ae *volumes.Autoextend) {
+	f := cmd.Flags()
+	f.IntVar(&ae.Threshold, "autoextend-threshold", 0,
+		"grow the pool when data or metadata use reaches this percent (50-99; 0 or 100: never), as LVM's thin_pool_autoextend_threshold; the pool daemon does it")
+	f.IntVar(&ae.Percent, "autoextend-percent", volumes.DefaultAutoextendPercent,
+		"grow by this percent of the pool's size each time, as LVM's thin_pool_autoextend_percent")
+}
+
+func (a *app) poolSetCmd() *cobra.Command {
+	var ae volumes.Autoextend
+	cmd := &cobra.Command{
+		Use:   "set --autoextend-threshold N [--autoextend-percent N]",
+		Short: "Change the pool's settings: its autoextend policy",
+		Long: `Change the pool's autoextend policy, as lvchange and lvm.conf's
+thin_pool_autoextend_threshold and thin_pool_autoextend_percent do. While
+the pool daemon runs, it grows the pool's data area by --autoextend-percent
+of its size when data use reaches --autoextend-threshold percent (and the
+metadata area, up to the reserve fixed at creation, when metadata use does),
+as long as the host file system has room; a write that finds the pool full
+waits for that growth instead of failing. The policy is stored in the pool's
+own metadata (the thinpool.config device's labels). --autoextend-threshold
+0 (or 100) turns it off. Crossing 80%, 90% and 95% is logged in the daemon's
+log either way, as dmeventd does.`,
+		Example: `  thinctl pool set --autoextend-threshold 80 --autoextend-percent 20
+  thinctl pool set --autoextend-threshold 0`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !cmd.Flags().Changed("autoextend-threshold") && !cmd.Flags().Changed("autoextend-percent") {
+				return fmt.Errorf("pool set needs --autoextend-threshold or --autoextend-percent")
+			}
+			return a.withPool(func(p *thinpool.Pool) error {
+				cur, err := volumes.ReadAutoextend(p)
+				if err != nil {
+					return err
+				}
+				if cmd.Flags().Changed("autoextend-threshold") {
+					cur.Threshold = ae.Threshold
+				}
+				if cmd.Flags().Changed("autoextend-percent") || cur.Percent == 0 {
+					cur.Percent = ae.Percent
+				}
+				if err := volumes.SetAutoextend(p, cur); err != nil {
+					return err
+				}
+				a.say("Pool %s: autoextend %s", a.poolPath, describeAutoextend(cur))
+				return nil
+			})
+		},
+	}
+	autoextendFlags(cmd, &ae)
+	return cmd
+}
+
+// describeAutoextend words a policy for 'pool info' and 'pool set'.
+func describeAutoextend(ae volumes.Autoextend) string {
+	if !ae.Enabled() {
+		return "off"
+	}
+	return fmt.Sprintf("by %d%% when %d%% full", ae.Percent, ae.Threshold)
 }
 
 // poolInfo is the JSON of 'pool info'. Sizes are in bytes.
 type poolInfo struct {
-	Pool              string   `json:"pool"`
-	UUID              string   `json:"uuid"`
-	BlockSize         int64    `json:"blockSize"`
-	DataTotal         int64    `json:"dataTotal"`
-	DataUsed          int64    `json:"dataUsed"`
-	DataAvailable     int64    `json:"dataAvailable"`
-	DataPercent       float64  `json:"dataPercent"`
-	MetadataTotal     int64    `json:"metadataTotal"`
-	MetadataUsed      int64    `json:"metadataUsed"`
-	MetadataAvailable int64    `json:"metadataAvailable"`
-	MetadataPercent   float64  `json:"metadataPercent"`
-	MetadataArea      int64    `json:"metadataArea"`
-	MetadataReserve   int64    `json:"metadataReserve"`
-	MetadataOnDisk    int64    `json:"metadataOnDisk"`
-	FileSize          int64    `json:"fileSize"`
-	HostBytes         int64    `json:"hostBytes"`
-	DataOffset        int64    `json:"dataOffset"`
-	Devices           int      `json:"devices"`
-	TransactionID     uint64   `json:"transactionId"`
-	Warnings          []string `json:"warnings"`
+	Pool              string  `json:"pool"`
+	UUID              string  `json:"uuid"`
+	BlockSize         int64   `json:"blockSize"`
+	DataTotal         int64   `json:"dataTotal"`
+	DataUsed          int64   `json:"dataUsed"`
+	DataAvailable     int64   `json:"dataAvailable"`
+	DataPercent       float64 `json:"dataPercent"`
+	MetadataTotal     int64   `json:"metadataTotal"`
+	MetadataUsed      int64   `json:"metadataUsed"`
+	MetadataAvailable int64   `json:"metadataAvailable"`
+	MetadataPercent   float64 `json:"metadataPercent"`
+	MetadataArea      int64   `json:"metadataArea"`
+	MetadataReserve   int64   `json:"metadataReserve"`
+	MetadataOnDisk    int64   `json:"metadataOnDisk"`
+	FileSize          int64   `json:"fileSize"`
+	HostBytes         int64   `json:"hostBytes"`
+	DataOffset        int64   `json:"dataOffset"`
+	Devices           int     `json:"devices"`
+	TransactionID     uint64  `json:"transactionId"`
+	// Autoextend is the pool's autoextend policy (threshold 0: off).
+	Autoextend volumes.Autoextend `json:"autoextend"`
+	// Warnings are set when data or metadata use is above 80%.
+	Warnings []string `json:"warnings"`
 }
 
 func (a *app) poolInfo(u thinpool.Usage) poolInfo {
@@ -130,6 +210,17 @@ func (a *app) poolInfo(u thinpool.Usage) poolInfo {
 	return i
 }
 
+// poolInfoOf is poolInfo with the pool's autoextend policy.
+func (a *app) poolInfoOf(p *thinpool.Pool) (poolInfo, error) {
+	i := a.poolInfo(p.Usage())
+	ae, err := volumes.ReadAutoextend(p)
+	if err != nil {
+		return i, err
+	}
+	i.Autoextend = ae
+	return i, nil
+}
+
 func (a *app) poolInfoCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "info",
@@ -137,11 +228,14 @@ func (a *app) poolInfoCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withPool(func(p *thinpool.Pool) error {
-				i := a.poolInfo(p.Usage())
+				i, err := a.poolInfoOf(p)
+				if err != nil {
+					return err
+				}
 				if a.json {
 					return a.printJSON(i)
 				}
-				err := a.kv([][2]string{
+				err = a.kv([][2]string{
 					{"Pool file", i.Pool},
 					{"Pool UUID", i.UUID},
 					{"Block size", formatSize(i.BlockSize)},
@@ -156,6 +250,7 @@ func (a *app) poolInfoCmd() *cobra.Command {
 					{"Data offset", fmt.Sprintf("%d", i.DataOffset)},
 					{"Thin devices", fmt.Sprintf("%d", i.Devices)},
 					{"Transaction id", fmt.Sprintf("%d", i.TransactionID)},
+					{"Autoextend", describeAutoextend(i.Autoextend)},
 				})
 				for _, w := range i.Warnings {
 					fmt.Fprintf(a.out, "WARNING: %s\n", w)
@@ -285,7 +380,11 @@ func (a *app) poolGrowCmd() *cobra.Command {
 				}
 				u = p.Usage()
 				if a.json {
-					return a.printJSON(a.poolInfo(u))
+					i, err := a.poolInfoOf(p)
+					if err != nil {
+						return err
+					}
+					return a.printJSON(i)
 				}
 				a.say("Pool %s: %s of data, %s metadata area", a.poolPath, formatSize(int64(u.DataBlocks)*u.BlockSize), formatSize(u.MetadataSize))
 				return nil

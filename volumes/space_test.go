@@ -1,0 +1,224 @@
+package volumes
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/thinpool/thinpool/thinpool"
+)
+
+// logRecorder collects what the space monitor logs.
+type logRecorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *logRecorder) logf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lines = append(r.lines, fmt.Sprintf(format, args...))
+}
+
+// take returns the lines logged since the last take.
+func (r *logRecorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.lines
+	r.lines = nil
+	return l
+}
+
+func mustCreatePool(t *testing.T, size int64) *thinpool.Pool {
+	t.Helper()
+	p, err := thinpool.Create(filepath.Join(t.TempDir(), "pool.img"), thinpool.Options{DataSize: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r, err := p.Check()
+		if err != nil || len(r.Errors) > 0 || len(r.Leaks) > 0 {
+			t.Errorf("check: %v %+v", err, r)
+		}
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return p
+}
+
+const blk = 64 << 10
+
+// TestSpaceWarnings: crossing 80, 90 and 95% is logged once each, and
+// falling back below re-arms the warning, as dmeventd does.
+func TestSpaceWarnings(t *testing.T) {
+	p := mustCreatePool(t, 100*blk)
+	d, err := p.CreateThin("a", 100*blk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log logRecorder
+	s := &spaceMonitor{pool: p, logf: log.logf}
+	fill := func(blocks int) {
+		t.Helper()
+		if _, err := d.WriteAt(make([]byte, blocks*blk), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	steps := []struct {
+		blocks int
+		want   []string // substrings, one per line logged
+	}{
+		{79, nil},
+		{80, []string{"data space is now 80.00% full (crossed 80%)"}},
+		{85, nil}, // once per crossing
+		{96, []string{"data space is now 96.00% full (crossed 95%)"}},
+		{96, nil},
+	}
+	for _, st := range steps {
+		fill(st.blocks)
+		if grew := s.check(false); grew {
+			t.Fatal("grew without a policy")
+		}
+		got := log.take()
+		if len(got) != len(st.want) {
+			t.Fatalf("at %d%%: logged %q, want %q", st.blocks, got, st.want)
+		}
+		for i := range got {
+			if !strings.Contains(got[i], st.want[i]) || !strings.HasPrefix(got[i], "WARNING: pool ") {
+				t.Fatalf("at %d%%: logged %q, want %q", st.blocks, got[i], st.want[i])
+			}
+		}
+	}
+	if err := p.Delete("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	s.check(false)
+	if got := log.take(); len(got) != 1 || !strings.Contains(got[0], "below 80% again") {
+		t.Fatalf("after emptying: %q", got)
+	}
+	d, err = p.CreateThin("a", 100*blk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill(81)
+	s.check(false)
+	if got := log.take(); len(got) != 1 || !strings.Contains(got[0], "crossed 80%") {
+		t.Fatalf("re-armed warning: %q", got)
+	}
+}
+
+// TestAutoextend: past the threshold the pool grows by the percent, as
+// often as needed to go below it; a write that finds the pool full grows
+// it and succeeds.
+func TestAutoextend(t *testing.T) {
+	p := mustCreatePool(t, 100*blk)
+	if err := SetAutoextend(p, Autoextend{Threshold: 80, Percent: 20}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := p.CreateThin("a", 1000*blk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log logRecorder
+	s := &spaceMonitor{pool: p, logf: log.logf}
+	if _, err := d.WriteAt(make([]byte, 79*blk), 0); err != nil {
+		t.Fatal(err)
+	}
+	if s.check(false) || p.Usage().DataBlocks != 100 {
+		t.Fatalf("grew below the threshold: %d blocks", p.Usage().DataBlocks)
+	}
+	if _, err := d.WriteAt(make([]byte, blk), 79*blk); err != nil {
+		t.Fatal(err)
+	}
+	if !s.check(false) {
+		t.Fatalf("did not grow at 80%%: %q", log.take())
+	}
+	if got := p.Usage().DataBlocks; got != 120 {
+		t.Fatalf("grew to %d blocks, want 120 (+20%%)", got)
+	}
+	logged := strings.Join(log.take(), "\n")
+	if !strings.Contains(logged, "crossed 80%") || !strings.Contains(logged, "autoextend: grew pool") {
+		t.Fatalf("log:\n%s", logged)
+	}
+
+	// A write the pool has no room for: through thinDev it grows the pool.
+	dev := thinDev{t: d, space: s}
+	big := make([]byte, 60*blk)
+	if _, err := d.WriteAt(big, 100*blk); !errors.Is(err, thinpool.ErrNoSpace) {
+		t.Fatalf("direct write past the pool: %v, want ErrNoSpace", err)
+	}
+	if _, err := dev.WriteAt(big, 100*blk); err != nil {
+		t.Fatalf("write through thinDev: %v", err)
+	}
+	if got := p.Usage().DataBlocks; got != 144 {
+		t.Fatalf("the full write grew the pool to %d blocks, want 144 (+20%% once)", got)
+	}
+	s.check(false) // 140 of 144 used: the periodic check grows again
+	u := p.Usage()
+	if pct := usePercent(float64(u.UsedBlocks), float64(u.DataBlocks)); pct >= 80 {
+		t.Fatalf("after growing: %d of %d blocks used (%.0f%%)", u.UsedBlocks, u.DataBlocks, pct)
+	}
+
+	// Autoextend off: a full pool stays full.
+	if err := SetAutoextend(p, Autoextend{}); err != nil {
+		t.Fatal(err)
+	}
+	n := u.DataBlocks
+	if _, err := dev.WriteAt(make([]byte, int(n-u.UsedBlocks+1)*blk), 200*blk); !errors.Is(err, thinpool.ErrNoSpace) {
+		t.Fatalf("with autoextend off: %v, want ErrNoSpace", err)
+	}
+	if p.Usage().DataBlocks != n {
+		t.Fatalf("grew with autoextend off")
+	}
+}
+
+// TestAutoextendNoHostRoom: the pool does not grow past what its host file
+// system can hold, and says so once.
+func TestAutoextendNoHostRoom(t *testing.T) {
+	p := mustCreatePool(t, 100*blk)
+	// 1000% of a fifth of the free space cannot fit.
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(p.Path()), &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Grow(max(200*blk, int64(st.Bavail)*st.Bsize/5/blk*blk)); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetAutoextend(p, Autoextend{Threshold: 50, Percent: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	var log logRecorder
+	s := &spaceMonitor{pool: p, logf: log.logf}
+	u := p.Usage()
+	if s.growData(u, Autoextend{Threshold: 50, Percent: 1000}) || s.growData(u, Autoextend{Threshold: 50, Percent: 1000}) {
+		t.Fatal("grew past the host's free space")
+	}
+	if got := log.take(); len(got) != 1 || !strings.Contains(got[0], "its file system has only") {
+		t.Fatalf("log %q", got)
+	}
+}
+
+func TestAutoextendValidate(t *testing.T) {
+	for _, a := range []Autoextend{{49, 20}, {101, 20}, {80, 0}, {80, -1}, {80, 1001}} {
+		if err := a.Validate(); !errors.Is(err, thinpool.ErrInvalid) {
+			t.Errorf("%+v: %v", a, err)
+		}
+	}
+	for _, a := range []Autoextend{{0, 20}, {100, 20}, {50, 1}, {99, 1000}} {
+		if err := a.Validate(); err != nil {
+			t.Errorf("%+v: %v", a, err)
+		}
+	}
+}
