@@ -34,7 +34,7 @@ type MountSpec struct {
 func ParseVolumeFlag(s string) (MountSpec, error) {
 	parts := strings.Split(s, ":")
 	if len(parts) < 2 || len(parts) > 3 {
-		return MountSpec{}, fmt.Errorf("%w: -v %q: want SOURCE:/path[:ro]", thinpool.ErrInvalid, s)
+		return MountSpec{}, reasonf(thinpool.ErrInvalid, "-v %q: want SOURCE:/path[:ro]", s)
 	}
 	m := MountSpec{Type: "volume", Source: parts[0], Target: parts[1], AutoCreate: true}
 	if strings.HasPrefix(m.Source, "/") {
@@ -46,7 +46,7 @@ func ParseVolumeFlag(s string) (MountSpec, error) {
 			m.ReadOnly = true
 		case "rw":
 		default:
-			return MountSpec{}, fmt.Errorf("%w: -v %q: mode %q is not ro or rw", thinpool.ErrInvalid, s, parts[2])
+			return MountSpec{}, reasonf(thinpool.ErrInvalid, "-v %q: mode %q is not ro or rw", s, parts[2])
 		}
 	}
 	return m, nil
@@ -67,11 +67,11 @@ func ParseMountFlag(s string) (MountSpec, error) {
 		case "readonly", "ro":
 			m.ReadOnly = !hasValue || v == "true" || v == "1"
 		default:
-			return MountSpec{}, fmt.Errorf("%w: --mount %q: unknown key %q", thinpool.ErrInvalid, s, k)
+			return MountSpec{}, reasonf(thinpool.ErrInvalid, "--mount %q: unknown key %q", s, k)
 		}
 	}
 	if m.Type != "volume" && m.Type != "bind" {
-		return MountSpec{}, fmt.Errorf("%w: --mount %q: type must be volume or bind", thinpool.ErrInvalid, s)
+		return MountSpec{}, reasonf(thinpool.ErrInvalid, "--mount %q: type must be volume or bind", s)
 	}
 	return m, nil
 }
@@ -80,23 +80,23 @@ func ParseMountFlag(s string) (MountSpec, error) {
 // created).
 func (m *Manager) validateMount(s *MountSpec) error {
 	if s.Source == "" || s.Target == "" {
-		return fmt.Errorf("%w: mount needs a source and a target", thinpool.ErrInvalid)
+		return reasonf(thinpool.ErrInvalid, "mount needs a source and a target")
 	}
 	if !path.IsAbs(s.Target) || path.Clean(s.Target) == "/" {
-		return fmt.Errorf("%w: mount target %q must be an absolute path other than /", thinpool.ErrInvalid, s.Target)
+		return reasonf(thinpool.ErrInvalid, "mount target %q must be an absolute path other than /", s.Target)
 	}
 	s.Target = path.Clean(s.Target)
 	switch s.Type {
 	case "bind":
 		if !filepath.IsAbs(s.Source) {
-			return fmt.Errorf("%w: bind source %q must be an absolute host path", thinpool.ErrInvalid, s.Source)
+			return reasonf(thinpool.ErrInvalid, "bind source %q must be an absolute host path", s.Source)
 		}
 		fi, err := os.Stat(s.Source)
 		if err != nil {
-			return fmt.Errorf("%w: bind source %s: %v", thinpool.ErrInvalid, s.Source, err)
+			return reasonf(thinpool.ErrInvalid, "bind source %s: %v", s.Source, err)
 		}
 		if !fi.IsDir() {
-			return fmt.Errorf("%w: bind source %s is not a directory", thinpool.ErrInvalid, s.Source)
+			return reasonf(thinpool.ErrInvalid, "bind source %s is not a directory", s.Source)
 		}
 	case "volume":
 		if err := validObjectName("volume", s.Source); err != nil {
@@ -152,12 +152,12 @@ func (m *Manager) CreateContainer(name string, o ContainerOptions) (*Container, 
 		}
 		for j := 0; j < i; j++ {
 			if o.Mounts[j].Target == o.Mounts[i].Target {
-				return nil, fmt.Errorf("%w: two mounts at %s", thinpool.ErrInvalid, o.Mounts[i].Target)
+				return nil, reasonf(thinpool.ErrInvalid, "two mounts at %s", o.Mounts[i].Target)
 			}
 		}
 	}
 	if o.Size != 0 && o.Size < img.info.Size {
-		return nil, fmt.Errorf("%w: --size %d is smaller than the image (%d bytes)", thinpool.ErrInvalid, o.Size, img.info.Size)
+		return nil, reasonf(thinpool.ErrInvalid, "--size %d is smaller than the image (%d bytes)", o.Size, img.info.Size)
 	}
 	dev := containerPrefix + name
 	if _, err := m.pool.Device(dev); err == nil {
@@ -299,7 +299,7 @@ func (m *Manager) MountContainer(name, dir string) (*Container, error) {
 	m.mu.Lock()
 	if mt, ok := m.mounted[r.name()]; ok {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("%w: container %q is mounted at %s", ErrInUse, name, mt.root)
+		return nil, reasonf(ErrInUse, "container %q is mounted at %s", name, mt.root)
 	}
 	m.mu.Unlock()
 	dir = filepath.Clean(dir)
@@ -404,7 +404,7 @@ func (m *Manager) UnmountContainer(name string) error {
 	mt, ok := m.mounted[r.name()]
 	m.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("%w: container %q is not mounted", ErrNotAttached, name)
+		return reasonf(ErrNotAttached, "container %q is not mounted", name)
 	}
 	return m.unmountContainer(r.name(), mt)
 }
@@ -453,7 +453,7 @@ func (m *Manager) RemoveContainer(name string, force bool) error {
 	m.mu.Unlock()
 	if mounted {
 		if !force {
-			return fmt.Errorf("%w: container %q is mounted at %s; unmount it or use -f", ErrInUse, name, mt.root)
+			return reasonf(ErrInUse, "container %q is mounted at %s; unmount it or use -f", name, mt.root)
 		}
 		if err := m.unmountContainer(r.name(), mt); err != nil {
 			return err

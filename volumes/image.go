@@ -132,7 +132,7 @@ func (m *Manager) ImportImage(ctx context.Context, path string, stdin io.Reader,
 		return nil, fmt.Errorf("%s holds no image", path)
 	}
 	if o.Name != "" && len(ar.Images) > 1 {
-		return nil, fmt.Errorf("%w: --name with an archive of %d images", thinpool.ErrInvalid, len(ar.Images))
+		return nil, reasonf(thinpool.ErrInvalid, "--name with an archive of %d images", len(ar.Images))
 	}
 	base, err := m.base(o.BaseSize)
 	if err != nil {
@@ -208,8 +208,7 @@ func (m *Manager) importOne(ctx context.Context, base record, ref string, img ar
 			return m.InspectImage(ref)
 		}
 		if users := m.imageUsers(ref); len(users) > 0 {
-			return nil, fmt.Errorf("%w: image %q exists and containers %s use it; remove them or import under another --name",
-				ErrInUse, ref, strings.Join(users, ", "))
+			return nil, reasonf(ErrInUse, "image %q exists and containers %s use it; remove them or import under another --name", ref, strings.Join(users, ", "))
 		}
 		if err := m.pool.Delete(dev); err != nil {
 			return nil, err
@@ -385,7 +384,7 @@ func (m *Manager) RemoveImage(ref string) error {
 		return err
 	}
 	if users := m.imageUsers(r.labels[labelRef]); len(users) > 0 {
-		return fmt.Errorf("%w: image %q is used by container(s) %s", ErrInUse, r.labels[labelRef], strings.Join(users, ", "))
+		return reasonf(ErrInUse, "image %q is used by container(s) %s", r.labels[labelRef], strings.Join(users, ", "))
 	}
 	if err := m.pool.Delete(r.name()); err != nil {
 		return err

@@ -48,3 +48,20 @@ func TestNotAttached(t *testing.T) {
 		t.Fatalf("NotAttached: %v", err)
 	}
 }
+
+// TestReasons: volumes words its errors where it raises them, with no
+// package prefix for the CLI to cut, and they still match their kind.
+func TestReasons(t *testing.T) {
+	_, err := ParseVolumeFlag("bad")
+	if !errors.Is(err, thinpool.ErrInvalid) || err.Error() != `-v "bad": want SOURCE:/path[:ro]` {
+		t.Fatalf("ParseVolumeFlag: %q", err)
+	}
+	err = validObjectName("container", "-x")
+	if !errors.Is(err, thinpool.ErrInvalid) || err.Error() != `container name "-x": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed` {
+		t.Fatalf("validObjectName: %q", err)
+	}
+	err = NotMounted("/mnt/x")
+	if !errors.Is(err, ErrNotAttached) || err.Error() != "nothing of ours is mounted at or named /mnt/x" {
+		t.Fatalf("NotMounted: %q", err)
+	}
+}

@@ -259,7 +259,7 @@ func (m *Manager) Attach(name string, readOnly bool) (*Attachment, error) {
 	defer m.mu.Unlock()
 	if a, ok := m.att[info.ID]; ok {
 		if a.ReadOnly != readOnly {
-			return nil, fmt.Errorf("%w: device %q is attached %s as %s", ErrBusy, name, mode(a.ReadOnly), a.Loop)
+			return nil, reasonf(ErrBusy, "device %q is attached %s as %s", name, mode(a.ReadOnly), a.Loop)
 		}
 		c := *a
 		return &c, nil
@@ -327,7 +327,7 @@ func (m *Manager) Detach(key string) error {
 		return NotAttached(key)
 	}
 	if dir, mounted := blockdev.MountedAt(a.Loop); mounted {
-		return fmt.Errorf("%w: device %q is mounted at %s; unmount it first (thinctl device umount %s)", ErrBusy, a.Device, dir, dir)
+		return reasonf(ErrBusy, "device %q is mounted at %s; unmount it first (thinctl device umount %s)", a.Device, dir, dir)
 	}
 	return m.detachLocked(a)
 }
@@ -378,7 +378,7 @@ func (m *Manager) Busy(name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if a, ok := m.att[t.ID()]; ok {
-		return fmt.Errorf("%w: device %q is attached as %s; detach it first", ErrBusy, name, a.Loop)
+		return reasonf(ErrBusy, "device %q is attached as %s; detach it first", name, a.Loop)
 	}
 	return nil
 }

@@ -48,7 +48,7 @@ func (m *Manager) Mount(name, dir string, o MountOptions) (*MountResult, error) 
 	switch o.Mkfs {
 	case "", "ext4", "xfs":
 	default:
-		return nil, fmt.Errorf("%w: --mkfs %q: ext4 or xfs", thinpool.ErrInvalid, o.Mkfs)
+		return nil, reasonf(thinpool.ErrInvalid, "--mkfs %q: ext4 or xfs", o.Mkfs)
 	}
 	dir = filepath.Clean(dir)
 	t, err := m.pool.Device(name)
@@ -72,7 +72,7 @@ func (m *Manager) Mount(name, dir string, o MountOptions) (*MountResult, error) 
 	m.mu.Unlock()
 	if attached {
 		if cur, ok := blockdev.MountedAt(a.Loop); ok {
-			return nil, fmt.Errorf("%w: device %q is already mounted at %s", ErrBusy, name, cur)
+			return nil, reasonf(ErrBusy, "device %q is already mounted at %s", name, cur)
 		}
 	}
 	at, err := m.Attach(name, ro && !format)

@@ -130,12 +130,12 @@ func jsonLabel(v any) string {
 // [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 bytes.
 func validObjectName(kind, name string) error {
 	if name == "" || len(name) > 128 {
-		return fmt.Errorf("%w: %s name %q must be 1 to 128 characters", thinpool.ErrInvalid, kind, name)
+		return reasonf(thinpool.ErrInvalid, "%s name %q must be 1 to 128 characters", kind, name)
 	}
 	for i, r := range name {
 		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || (i > 0 && strings.ContainsRune("_.-", r))
 		if !ok {
-			return fmt.Errorf("%w: %s name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", thinpool.ErrInvalid, kind, name)
+			return reasonf(thinpool.ErrInvalid, "%s name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", kind, name)
 		}
 	}
 	return nil

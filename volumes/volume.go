@@ -69,7 +69,7 @@ func (m *Manager) CreateVolume(name string, o VolumeOptions) (*Volume, error) {
 		o.FS = "ext4"
 	}
 	if o.FS != "ext4" && o.FS != "xfs" {
-		return nil, fmt.Errorf("%w: --fs %q: ext4 or xfs", thinpool.ErrInvalid, o.FS)
+		return nil, reasonf(thinpool.ErrInvalid, "--fs %q: ext4 or xfs", o.FS)
 	}
 	labels := map[string]string{labelRole: roleVolume, labelState: stateCreating, labelFS: o.FS, labelCreated: now()}
 	for k, v := range o.Labels {
@@ -188,10 +188,10 @@ func (m *Manager) RemoveVolume(name string, force bool) error {
 		return err
 	}
 	if users := m.volumeUsers()[name]; len(users) > 0 && !force {
-		return fmt.Errorf("%w: volume %q is used by container(s) %s", ErrInUse, name, strings.Join(users, ", "))
+		return reasonf(ErrInUse, "volume %q is used by container(s) %s", name, strings.Join(users, ", "))
 	}
 	if _, mounted := mountedAt(m.volumeMountpoint(name)); mounted {
-		return fmt.Errorf("%w: volume %q is mounted at %s by a running container", ErrInUse, name, m.volumeMountpoint(name))
+		return reasonf(ErrInUse, "volume %q is mounted at %s by a running container", name, m.volumeMountpoint(name))
 	}
 	if err := m.Busy(r.name()); err != nil {
 		return err

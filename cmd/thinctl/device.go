@@ -412,8 +412,8 @@ func (a *app) snapshotCmd() *cobra.Command {
 				return objErr(err, "device", args[1])
 			}
 			return a.withPool(func(p *thinpool.Pool) error {
-				if _, err := a.device(p, args[0]); err != nil {
-					return fmt.Errorf("origin %s", strings.TrimPrefix(err.Error(), "device "))
+				if _, err := p.Device(args[0]); err != nil {
+					return objErr(err, "origin", args[0])
 				}
 				if freeze != "" {
 					thaw, err := a.freeze(freeze)

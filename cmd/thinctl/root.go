@@ -187,9 +187,11 @@ func (a *app) poolErr(err error) error {
 }
 
 // describe turns an error into the one line printed after "thinctl: ".
+// volumes words its errors without a package prefix (see volumes/errors.go);
+// the engine's and blockdev's sentinels still carry theirs.
 func (a *app) describe(err error) string {
 	msg := err.Error()
-	for _, prefix := range []string{"volumes: device is busy: ", "volumes: not attached: ", "volumes: in use: ", "thinpool: ", "volumes: ", "blockdev: "} {
+	for _, prefix := range []string{"thinpool: ", "volumes: ", "blockdev: "} {
 		msg = strings.ReplaceAll(msg, prefix, "")
 	}
 	return msg
