@@ -138,3 +138,54 @@ func TestSpaceWarningsInDaemonLog(t *testing.T) {
 	e.must("daemon", "stop")
 	e.check()
 }
+
+// TestAutoextendNoHostRoom: autoextend grows the pool only while the host
+// file system has room for the growth. The pool file lives on an 80 MiB
+// tmpfs; the daemon grows a 32 MiB pool while it can, then logs once that
+// the host is too full, and writes past the end fail with ENOSPC; what was
+// synced before reads back intact and the pool checks clean.
+func TestAutoextendNoHostRoom(t *testing.T) {
+	requireRoot(t)
+	host := t.TempDir()
+	mustSh(t, time.Minute, "mount -t tmpfs -o size=80M thinpool-test "+host)
+	t.Cleanup(func() { // after the env's cleanup (LIFO): the daemon is gone
+		if out, err := sh(t, time.Minute, "umount "+host); err != nil {
+			t.Errorf("umount %s: %v %s", host, err, out)
+		}
+	})
+	e := &env{t: t, dir: host, pool: filepath.Join(host, "pool.img"), runDir: filepath.Join(t.TempDir(), "run")}
+	t.Setenv("THINPOOL_RUNDIR", e.runDir)
+	t.Cleanup(e.cleanup)
+	e.must("pool", "create", "--size", "32M", "--metadata-size", "4M", "--autoextend-threshold", "80", "--autoextend-percent", "20")
+	e.must("device", "create", "data", "--size", "256M")
+	dev := strings.TrimSpace(e.must("device", "attach", "data"))
+	src := filepath.Join(t.TempDir(), "src")
+	mustSh(t, time.Minute, "head -c 128M /dev/urandom > "+src)
+	// 1 MiB at a time, each synced, until the pool can take no more.
+	written := 0
+	for ; written < 128; written++ {
+		if _, err := sh(t, time.Minute, fmt.Sprintf("dd if=%s of=%s bs=1M skip=%d seek=%d count=1 oflag=direct conv=fsync,notrunc status=none",
+			src, dev, written, written)); err != nil {
+			break
+		}
+	}
+	if written == 128 {
+		t.Fatalf("128 MiB went into a pool on an 80 MiB file system")
+	}
+	log := e.daemonLog()
+	if !strings.Contains(log, "autoextend: grew pool "+e.pool+" data space from 33554432 to ") {
+		t.Errorf("the pool never grew:\n%s", log)
+	}
+	if n := strings.Count(log, "autoextend: cannot grow pool "+e.pool+" by "); n != 1 || !strings.Contains(log, "its file system has only") {
+		t.Errorf("%d refusals logged, want 1 saying the host is full:\n%s", n, log)
+	}
+	total := e.dataTotal()
+	t.Logf("%d MiB written; the pool grew from 32 to %d MiB and stopped", written, total>>20)
+	if total <= 32<<20 || total > 80<<20 {
+		t.Errorf("data space %d bytes: it should have grown, but not past the host's 80 MiB", total)
+	}
+	mustSh(t, time.Minute, fmt.Sprintf("cmp -n %d %s %s", written<<20, src, dev))
+	e.must("device", "detach", "data")
+	e.must("daemon", "stop")
+	e.check()
+}
