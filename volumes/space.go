@@ -308,7 +308,8 @@ func (s *spaceMonitor) growData(u thinpool.Usage, policy Autoextend) bool {
 // growMetadata grows the metadata area by policy.Percent, up to the
 // reserve fixed when the pool was created.
 func (s *spaceMonitor) growMetadata(u thinpool.Usage, policy Autoextend) {
-	target := min(u.MetadataReserve, u.MetadataSize+max(4096, u.MetadataSize/100*int64(policy.Percent))) &^ 4095
+	step := (u.MetadataSize*int64(policy.Percent)/100 + 4095) &^ 4095
+	target := min(u.MetadataReserve, u.MetadataSize+max(4096, step)) &^ 4095
 	if target <= u.MetadataSize {
 		if !s.metaRefused {
 			s.logf("autoextend: cannot grow pool %s metadata: its area (%d bytes) is at the reserve fixed at creation", s.pool.Path(), u.MetadataSize)

@@ -222,3 +222,45 @@ func TestAutoextendValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestAutoextendMetadata: metadata use past the threshold is logged and
+// grows the metadata area by the percent, up to its reserve.
+func TestAutoextendMetadata(t *testing.T) {
+	p, err := thinpool.Create(filepath.Join(t.TempDir(), "pool.img"), thinpool.Options{DataSize: 100 * blk, MetadataSize: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := SetAutoextend(p, Autoextend{Threshold: 80, Percent: 50}); err != nil {
+		t.Fatal(err)
+	}
+	var log logRecorder
+	s := &spaceMonitor{pool: p, logf: log.logf}
+	big := strings.Repeat("x", 32<<10)
+	for i := 0; ; i++ {
+		u := p.Usage()
+		if usePercent(float64(u.MetadataState), float64(u.MetadataLimit)) >= 81 {
+			break
+		}
+		if _, err := p.CreateThin(fmt.Sprintf("d%d", i), blk, map[string]string{"big": big}); err != nil {
+			t.Fatalf("device %d: %v (metadata %d of %d)", i, err, u.MetadataState, u.MetadataLimit)
+		}
+	}
+	before := p.Usage()
+	s.check(false)
+	after := p.Usage()
+	logged := strings.Join(log.take(), "\n")
+	if after.MetadataSize != before.MetadataSize+before.MetadataSize/2 {
+		t.Fatalf("metadata area %d -> %d, want +50%%\n%s", before.MetadataSize, after.MetadataSize, logged)
+	}
+	if !strings.Contains(logged, "metadata space is now") || !strings.Contains(logged, "autoextend: grew pool "+p.Path()+" metadata area from") {
+		t.Fatalf("log:\n%s", logged)
+	}
+	if after.DataBlocks != before.DataBlocks {
+		t.Fatalf("metadata use grew the data area")
+	}
+	r, err := p.Check()
+	if err != nil || len(r.Errors) > 0 {
+		t.Fatalf("check: %v %+v", err, r)
+	}
+}
