@@ -124,7 +124,7 @@ func TestSizeHelp(t *testing.T) {
 // and exiting 0.
 func TestUnknownSubcommand(t *testing.T) {
 	pool := newPool(t, "1G")
-	for _, parent := range []string{"pool", "device", "snapshot", "image", "container", "volume", "daemon"} {
+	for _, parent := range []string{"pool", "device", "snapshot", "image", "container", "volume", "daemon", "completion"} {
 		t.Run(parent, func(t *testing.T) {
 			out, errOut, code := thinctl(t, pool, parent, "frobnicate")
 			want := `thinctl: unknown command "frobnicate" for "thinctl ` + parent + `"` + "\n"

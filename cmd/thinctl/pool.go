@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -60,7 +61,8 @@ func (a *app) poolCreateCmd() *cobra.Command {
 			}
 			if ae.Enabled() {
 				if err := volumes.SetAutoextend(p, ae); err != nil {
-					return errors.Join(fmt.Errorf("pool %s: %w", a.poolPath, err), p.Close())
+					// A failed create leaves nothing behind.
+					return errors.Join(fmt.Errorf("pool %s: %w", a.poolPath, err), p.Close(), os.Remove(a.poolPath))
 				}
 			}
 			u := p.Usage()

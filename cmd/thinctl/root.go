@@ -121,6 +121,12 @@ Growing takes +SIZE as lvextend -L +1G does: 'pool grow --size +10G',
 	root.AddCommand(a.poolCmd(), a.deviceCmd(), a.snapshotCmd(), a.versionCmd(), a.daemonCmd())
 	root.AddCommand(a.imageCmd(), a.containerCmd(), a.volumeCmd(), a.infoCmd())
 	root.AddCommand(a.benchCmd(), a.docsCmd(root))
+	// Made now, not at Execute, so that requireSubcommand sees it; it keeps
+	// the output stream it is made with.
+	root.SetIn(a.in)
+	root.SetOut(a.out)
+	root.SetErr(a.err)
+	root.InitDefaultCompletionCmd()
 	requireSubcommand(root)
 	return root
 }
