@@ -172,6 +172,8 @@ type spaceMonitor struct {
 	// is too full, or the metadata reserve is used up), so that it is
 	// logged once, not on every check.
 	dataRefused, metaRefused bool
+	// policyErr is the last error reading the policy, logged once.
+	policyErr string
 }
 
 func usePercent(used, total float64) float64 {
@@ -213,8 +215,12 @@ func (s *spaceMonitor) checkAfter(full bool, seen uint64) bool {
 		return true
 	}
 	policy, err := ReadAutoextend(s.pool)
-	if err != nil {
+	switch {
+	case err != nil && err.Error() != s.policyErr:
 		s.logf("autoextend: read the pool's policy: %v", err)
+		s.policyErr = err.Error()
+	case err == nil:
+		s.policyErr = ""
 	}
 	u := s.pool.Usage()
 	dataPct := usePercent(float64(u.UsedBlocks), float64(u.DataBlocks))

@@ -264,3 +264,29 @@ func TestAutoextendMetadata(t *testing.T) {
 		t.Fatalf("check: %v %+v", err, r)
 	}
 }
+
+// TestAutoextendPolicyNotOurs: a device of the user's that happens to be
+// called thinpool.config is not taken for the policy, is not overwritten,
+// and the daemon says so once, not on every check.
+func TestAutoextendPolicyNotOurs(t *testing.T) {
+	p := mustCreatePool(t, 100*blk)
+	if _, err := p.CreateThin("thinpool.config", blk, map[string]string{"mine": "yes"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetAutoextend(p, Autoextend{Threshold: 80, Percent: 20}); err == nil {
+		t.Fatal("SetAutoextend took over a device of the user's")
+	}
+	if d, _ := p.Device("thinpool.config"); d.Info().Labels["mine"] != "yes" || len(d.Info().Labels) != 1 {
+		t.Fatalf("labels %v", d.Info().Labels)
+	}
+	var log logRecorder
+	s := &spaceMonitor{pool: p, logf: log.logf}
+	for range 3 {
+		if s.check(false) {
+			t.Fatal("grew")
+		}
+	}
+	if got := log.take(); len(got) != 1 || !strings.Contains(got[0], `device "thinpool.config" exists but is not the pool's configuration`) {
+		t.Fatalf("log %q", got)
+	}
+}
