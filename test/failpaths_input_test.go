@@ -50,6 +50,13 @@ func TestSmallInputTraps(t *testing.T) {
 		t.Errorf("image ls after refused imports:\n%s", out)
 	}
 	e.must("image", "import", img, "--name", "fine:v1")
+	// A volume that overcommits the pool warns, as lvcreate does, on the
+	// client's stderr, and is made.
+	_, errOut, code := e.run(3*time.Minute, "volume", "create", "big", "--size", "2G")
+	if code != 0 || !strings.HasPrefix(errOut, "WARNING: Sum of all thin volume sizes (") ||
+		!strings.Contains(errOut, ") exceeds the size of thin pool "+e.pool+" (1.0 GiB): overcommitted ") || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("volume create --size 2G on a 1 GiB pool: exit %d, stderr %q", code, errOut)
+	}
 	e.must("device", "detach", "web")
 	e.must("daemon", "stop")
 	e.check()
