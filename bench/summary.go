@@ -74,10 +74,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		}
 		cols, pairs := r.Columns(t), r.RatioColumns(t)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		head := []string{""}
-		for _, c := range cols {
-			head = append(head, c)
-		}
+		head := append([]string{""}, cols...)
 		for _, p := range pairs {
 			head = append(head, shortName(p[0])+"/"+shortName(p[1]))
 		}

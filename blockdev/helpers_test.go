@@ -380,5 +380,3 @@ func errnoOf(err error) syscall.Errno {
 	}
 	return 0
 }
-
-func itoa(n int) string { return fmt.Sprint(n) }

@@ -639,7 +639,8 @@ func (p *Pool) releaseFrees() {
 		return
 	}
 	p.ioGate.Lock()
-	p.ioGate.Unlock() //nolint:staticcheck // an empty critical section is the barrier
+	//lint:ignore SA2001 an empty critical section is the barrier: it waits for the I/O in flight
+	p.ioGate.Unlock()
 	// Punch merged runs: mkfs frees thousands of neighbouring runs.
 	merged := slices.SortedFunc(slices.Values(runs), func(a, b extent.Run) int { return cmp.Compare(a.P, b.P) })
 	out := merged[:0]

@@ -552,11 +552,6 @@ type Info struct {
 	BackingFS                           string
 }
 
-// Info counts the objects in the pool.
-func (m *Manager) Info() Info {
-	return PoolInfo(m.pool)
-}
-
 // PoolInfo counts the objects in a pool, with or without a daemon.
 func PoolInfo(p *thinpool.Pool) Info {
 	var i Info

@@ -326,7 +326,6 @@ func TestImportStdin(t *testing.T) {
 }
 
 func TestImportTooLarge(t *testing.T) {
-	const bs = thinpool.DefaultBlockSize
 	path := xferPool(t)
 	small := makeTestImage(t, []imageRun{{runData, 4}}, 0)
 	xferMustRun(t, path, nil, "device", "create", "web", "--size", "1M")

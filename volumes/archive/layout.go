@@ -287,7 +287,7 @@ func (a *Archive) extractLayout(file string) (string, error) {
 			return "", errf(ErrNotArchive, "%v", err)
 		}
 		name := path.Clean(hdr.Name)
-		if !isLayoutName(name) || (hdr.Typeflag != tar.TypeReg && hdr.Typeflag != tar.TypeRegA) {
+		if !isLayoutName(name) || hdr.Typeflag != tar.TypeReg {
 			continue
 		}
 		if err := extractFile(filepath.Join(dir, filepath.FromSlash(name)), tr); err != nil {

@@ -122,7 +122,7 @@ func (ix *tarIndex) resolve(name string) (entry, error) {
 			return entry{}, errf(ErrMissingBlob, "%s", name)
 		}
 		switch e.typeflag {
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg: // tar.Reader reads the old TypeRegA as TypeReg
 			return e, nil
 		case tar.TypeSymlink, tar.TypeLink:
 			name = path.Join(path.Dir(name), path.Clean(e.linkname))
