@@ -8,7 +8,7 @@ RACE      := $(if $(filter 0,$(ENABLE_RACE)),,-race)
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: help build demo docs test test-root crashtest test-invariants fmt-check vet fuzz bench bench-deps bench-quick bench-engine check
+.PHONY: help build demo docs test test-root crashtest test-invariants fmt-check vet lint fuzz bench bench-deps bench-quick bench-engine check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -40,6 +40,29 @@ fmt-check:  ## gofmt -s -l must print nothing
 	@out=$$(gofmt -s -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt -s would change:"; echo "$$out"; exit 1; fi
 
+# Linters, pinned: go install puts each version under bin/tools once.
+STATICCHECK_VERSION ?= v0.8.2
+DEADCODE_VERSION    ?= v0.52.0
+TOOLS       := $(CURDIR)/bin/tools
+STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
+DEADCODE    := $(TOOLS)/deadcode-$(DEADCODE_VERSION)
+
+$(STATICCHECK):
+	mkdir -p $(TOOLS)/new
+	GOBIN=$(TOOLS)/new $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(TOOLS)/new/staticcheck $@
+
+$(DEADCODE):
+	mkdir -p $(TOOLS)/new
+	GOBIN=$(TOOLS)/new $(GO) install golang.org/x/tools/cmd/deadcode@$(DEADCODE_VERSION)
+	mv $(TOOLS)/new/deadcode $@
+
+lint: $(STATICCHECK) $(DEADCODE)  ## staticcheck and deadcode (pinned versions, installed into bin/tools); any finding fails
+	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags integration ./test/
+	@out=$$($(DEADCODE) -test -tags integration ./...); \
+	if [ -n "$$out" ]; then echo "deadcode: unreachable functions:"; echo "$$out"; exit 1; fi
+
 vet:  ## go vet (with the integration tag too)
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags integration ./test/
@@ -69,4 +92,4 @@ bench-quick: build  ## thinctl bench --quick: every workload once, small, under 
 bench-engine:  ## Go benchmarks of the engine alone (bench/engine.sh summarises them)
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./thinpool/ ./extent/ -benchmem
 
-check: test test-invariants  ## what CI runs
+check: test test-invariants  ## make test, then the tests again with -tags invariants (CI runs make test)

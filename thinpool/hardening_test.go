@@ -345,3 +345,23 @@ func TestRaceIOAgainstClose(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckInvariantsPanics breaks I1 in memory: the check that builds
+// with -tags invariants run after every commit must catch it.
+func TestCheckInvariantsPanics(t *testing.T) {
+	p, _ := mustCreatePool(t, 16*DefaultBlockSize)
+	d := mustThin(t, p, "d", DefaultBlockSize)
+	mustWrite(t, d, pattern(1, 4096), 0)
+	p.mu.Lock()
+	p.checkInvariants() // a sound state: no panic
+	ms, _ := p.st.devs[d.d.meta.id].m.Last()
+	p.st.refs.Set(ms.P, ms.Len, 0)
+	defer func() {
+		p.st.refs.Set(ms.P, ms.Len, 1)
+		p.mu.Unlock()
+		if recover() == nil {
+			t.Fatal("checkInvariants did not panic on a block mapped without a reference")
+		}
+	}()
+	p.checkInvariants()
+}

@@ -583,8 +583,23 @@ func (p *Pool) commitLocked(force bool, change func(*superblock)) error {
 	p.mu.Lock()
 	p.committed = append(p.committed, frees...)
 	p.committing = nil
+	if invariants {
+		p.checkInvariants()
+	}
 	p.mu.Unlock()
 	return nil
+}
+
+// checkInvariants panics if the state breaks I1 (a count below its
+// mappings), I2 or I3: a bug in the engine, not in the file. It walks every
+// mapping, so only builds with -tags invariants run it, after each commit.
+// Called with mu held.
+func (p *Pool) checkInvariants() {
+	r := &CheckReport{}
+	p.checkRefs(r, p.checkDevices(r))
+	if len(r.Errors) > 0 {
+		panic(fmt.Sprintf("thinpool: invariant broken after transaction %d: %q", p.st.tid, r.Errors))
+	}
 }
 
 // writeCheckpoint writes img where it overlaps neither the journal nor the

@@ -202,8 +202,10 @@ func TestAutoextendNoHostRoom(t *testing.T) {
 	var log logRecorder
 	s := &spaceMonitor{pool: p, logf: log.logf}
 	u := p.Usage()
-	if s.growData(u, Autoextend{Threshold: 50, Percent: 1000}) || s.growData(u, Autoextend{Threshold: 50, Percent: 1000}) {
-		t.Fatal("grew past the host's free space")
+	for try := range 2 { // the second try must neither grow nor log again
+		if s.growData(u, Autoextend{Threshold: 50, Percent: 1000}) {
+			t.Fatalf("try %d grew past the host's free space", try)
+		}
 	}
 	if got := log.take(); len(got) != 1 || !strings.Contains(got[0], "its file system has only") {
 		t.Fatalf("log %q", got)
