@@ -43,6 +43,22 @@ func (t *Thin) Size() int64 {
 	return int64(t.d.meta.size)
 }
 
+// MappedBytes is how many bytes of the device lie in mapped blocks: what
+// it uses of the pool, shared blocks included. It is cheap (O(log
+// extents)), so the FUSE file can report it as st_blocks on every getattr
+// and du(1) shows the real usage (blockdev.MappedSizer).
+func (t *Thin) MappedBytes() int64 {
+	p := t.p
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	n := int64(t.d.m.Blocks()) * p.bs
+	size := int64(t.d.meta.size)
+	if last, ok := t.d.m.Last(); ok && int64(last.End())*p.bs > size {
+		n -= int64(last.End())*p.bs - size // the part of the last block past the end
+	}
+	return n
+}
+
 // Sync makes every completed write to the pool durable; see Pool.Sync.
 func (t *Thin) Sync() error { return t.p.Sync() }
 

@@ -43,3 +43,22 @@ func TestView(t *testing.T) {
 		t.Fatalf("View of a closed pool: %v", err)
 	}
 }
+
+// TestMappedBytes: a device reports the bytes its mapped blocks cover, at
+// most its size, so du on its FUSE file shows what it uses.
+func TestMappedBytes(t *testing.T) {
+	const blk = DefaultBlockSize
+	p, _ := mustCreatePool(t, 64*blk)
+	d := mustThin(t, p, "d", 8*blk+512) // the last block is partly past the end
+	if got := d.MappedBytes(); got != 0 {
+		t.Fatalf("empty device maps %d bytes", got)
+	}
+	mustWrite(t, d, pattern(1, 100), 3*blk)
+	if got := d.MappedBytes(); got != blk {
+		t.Fatalf("one block written: %d bytes mapped, want %d", got, blk)
+	}
+	mustWrite(t, d, pattern(2, 512), 8*blk)
+	if got := d.MappedBytes(); got != blk+512 {
+		t.Fatalf("with the partial last block: %d bytes mapped, want %d", got, blk+512)
+	}
+}

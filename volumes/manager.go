@@ -214,6 +214,11 @@ type thinDev struct {
 	space *spaceMonitor
 }
 
+var _ blockdev.MappedSizer = thinDev{}
+
+// MappedBytes lets du(1) on the FUSE file show what the device uses.
+func (d thinDev) MappedBytes() int64 { return d.t.MappedBytes() }
+
 func (d thinDev) ReadAt(b []byte, off int64) (int, error) {
 	n, err := d.t.ReadAt(b, off)
 	if errors.Is(err, io.EOF) {
