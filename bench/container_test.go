@@ -50,7 +50,7 @@ func TestWriteDockerSave(t *testing.T) {
 	}
 }
 
-// overlayImport extracts every layer of the image into its own directory.
+// TestOverlayImport: overlayImport extracts every layer of the image into its own directory.
 func TestOverlayImport(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (the layers' files belong to root)")

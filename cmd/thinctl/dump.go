@@ -109,7 +109,7 @@ func (a *app) poolDumpCmd() *cobra.Command {
 	return cmd
 }
 
-// writeFileAtomic writes a temporary file next to path with fn, syncs it
+// dumpWriteFile writes a temporary file next to path with fn, syncs it
 // and renames it to path; on error nothing is left.
 func dumpWriteFile(path string, fn func(io.Writer) error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")

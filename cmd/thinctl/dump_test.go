@@ -20,7 +20,7 @@ import (
 	"github.com/thinpool/thinpool/thinpool/thinxml"
 )
 
-// cli runs thinctl in-process with --pool pool.
+// dumpCLI runs thinctl in-process with --pool pool.
 func dumpCLI(t *testing.T, pool string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
@@ -28,7 +28,7 @@ func dumpCLI(t *testing.T, pool string, args ...string) (stdout, stderr string, 
 	return out.String(), errOut.String(), code
 }
 
-// mustCLI runs thinctl and fails the test unless it exits 0.
+// dumpMustCLI runs thinctl and fails the test unless it exits 0.
 func dumpMustCLI(t *testing.T, pool string, args ...string) string {
 	t.Helper()
 	out, errOut, code := dumpCLI(t, pool, args...)
@@ -38,7 +38,7 @@ func dumpMustCLI(t *testing.T, pool string, args ...string) string {
 	return out
 }
 
-// withOpenPool opens the pool file directly, runs fn and closes it.
+// dumpWithPool opens the pool file directly, runs fn and closes it.
 func dumpWithPool(t *testing.T, path string, fn func(p *thinpool.Pool)) {
 	t.Helper()
 	p, err := thinpool.Open(path)
@@ -101,7 +101,7 @@ func dumpTestPool(t *testing.T) string {
 	return pool
 }
 
-// deviceBytes reads whole devices, by name.
+// dumpDeviceBytes reads whole devices, by name.
 func dumpDeviceBytes(t *testing.T, pool string) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
@@ -249,7 +249,7 @@ func dumpRunTool(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-// thinRestore runs thin_restore into a new sparse 16 MiB metadata file
+// dumpThinRestore runs thin_restore into a new sparse 16 MiB metadata file
 // (thin_restore needs an existing file large enough: "Output file too
 // small") and checks the result with thin_check.
 func dumpThinRestore(t *testing.T, xmlPath string) string {

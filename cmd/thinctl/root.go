@@ -203,7 +203,7 @@ func (a *app) describe(err error) string {
 	return msg
 }
 
-// notFound and friends word the engine's sentinel errors for one object.
+// objErr words the engine's sentinel errors for one object.
 func objErr(err error, kind, name string) error {
 	switch {
 	case errors.Is(err, thinpool.ErrNotFound):

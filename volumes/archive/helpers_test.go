@@ -159,7 +159,7 @@ func gzLayer(t testing.TB, b []byte, opts ...tarball.LayerOption) v1.Layer {
 	return l
 }
 
-// newImage builds an image for os/arch of layers, OCI typed if oci.
+// buildTestImage builds an image for os/arch of layers, OCI typed if oci.
 func buildTestImage(t testing.TB, oci bool, arch string, history []v1.History, layers ...v1.Layer) v1.Image {
 	t.Helper()
 	img := empty.Image
