@@ -8,18 +8,6 @@ import (
 	"github.com/thinpool/thinpool/extent"
 )
 
-// Part of the on-disk format; see FORMAT.md "Checkpoint". Do not change.
-const (
-	ckptMagic = 0x4b435054 // "TPCK"
-	// ckptVersion is the checkpoint layout's own version: v2 of the format
-	// changed the superblock and the journal, not the checkpoint.
-	ckptVersion    = 1
-	ckptHeaderSize = 64
-	mappingSize    = 24 // v, p, len: three u64
-	refRunSize     = 20 // p, len: u64; count: u32
-	devHeaderSize  = 8  // number of mappings, before them
-)
-
 // ckptImage is a frozen copy of the state for writing a checkpoint: the maps
 // are lazy clones, so taking it under Pool.mu is cheap.
 type ckptImage struct {
@@ -298,9 +286,6 @@ func (c *coverage) over(lo, hi extent.PBlock, limit uint32) (p extent.PBlock, n,
 	}
 	return 0, 0, 0, false
 }
-
-// minDevRecord is the smallest encoded device: record and mapping count.
-const minDevRecord = 4 + 4 + 4 + 8 + 8 + 2 + 1 + 2 + devHeaderSize
 
 func decodeDevice(d *decoder, s *state) (*device, error) {
 	meta, err := decodeDevMeta(d)

@@ -290,8 +290,8 @@ func goldenMeta(t testing.TB, s *pageStore) (sb *superblock, slots [][]byte, ck 
 	t.Helper()
 	f := s.open()
 	for i := range int64(superSlots) {
-		b := make([]byte, sectorSize)
-		if _, err := f.ReadAt(b, i*sectorSize); err != nil {
+		b := make([]byte, metaSectorSize)
+		if _, err := f.ReadAt(b, i*metaSectorSize); err != nil {
 			t.Fatal(err)
 		}
 		slots = append(slots, b)
@@ -304,8 +304,8 @@ func goldenMeta(t testing.TB, s *pageStore) (sb *superblock, slots [][]byte, ck 
 	if _, err := f.ReadAt(ck, int64(sb.metaOffset+sb.ckptOffset)); err != nil {
 		t.Fatal(err)
 	}
-	for off := int64(0); off+sectorSize <= int64(sb.journalSize); {
-		head := make([]byte, sectorSize)
+	for off := int64(0); off+metaSectorSize <= int64(sb.journalSize); {
+		head := make([]byte, metaSectorSize)
 		if _, err := f.ReadAt(head, int64(sb.metaOffset)+off); err != nil {
 			t.Fatal(err)
 		}
@@ -372,7 +372,7 @@ func testGolden(t *testing.T, version int) {
 		if version > formatV1 {
 			// Sealed: the same bytes at another offset or under another
 			// seal are not an entry.
-			if _, ok, _ := decodeEntry(e, h, sb, offsets[i]+sectorSize); ok {
+			if _, ok, _ := decodeEntry(e, h, sb, offsets[i]+metaSectorSize); ok {
 				t.Fatalf("journal entry %d passes at another offset", i)
 			}
 			other := *sb

@@ -238,13 +238,13 @@ func TestForgedJournalEntry(t *testing.T) {
 	forged := encodeEntry(&superblock{version: formatV1, generation: gen + 1}, 0, tid+3,
 		[]op{{kind: opMap, dev: aID, v: 1, p: bm[0].P, n: 1}})
 	forged = forged[:entryHeaderSize+le.Uint32(forged[24:])]
-	value := make([]byte, sectorSize-valueAt+len(forged))
-	copy(value[sectorSize-valueAt:], forged)
+	value := make([]byte, metaSectorSize-valueAt+len(forged))
+	copy(value[metaSectorSize-valueAt:], forged)
 	if err := p.SetLabels("a", map[string]string{"k": string(value)}); err != nil { // seq tid+1
 		t.Fatal(err)
 	}
-	if got := le.Uint32(readFile(t, store, metaOffset+sectorSize, 4)); got != journalMagic {
-		t.Fatalf("the forged entry is not at journal offset %d (found %#x)", sectorSize, got)
+	if got := le.Uint32(readFile(t, store, metaOffset+metaSectorSize, 4)); got != journalMagic {
+		t.Fatalf("the forged entry is not at journal offset %d (found %#x)", metaSectorSize, got)
 	}
 	if err := p.Checkpoint(); err != nil { // epoch gen+1 starts at journal offset 0
 		t.Fatal(err)

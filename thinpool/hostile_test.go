@@ -63,7 +63,7 @@ func rewriteCheckpoint(t testing.TB, f File, sb superblock, ck []byte) bool {
 	le.PutUint32(ck[60:], crc(ck[ckptHeaderSize:]))
 	sb.ckptLen = uint64(len(ck))
 	writeAt(t, f, ck, int64(sb.metaOffset+sb.ckptOffset))
-	writeAt(t, f, sb.encode(), int64(sb.generation%superSlots)*sectorSize)
+	writeAt(t, f, sb.encode(), int64(sb.generation%superSlots)*metaSectorSize)
 	return true
 }
 
@@ -669,7 +669,7 @@ func TestHostileSuperblock(t *testing.T) {
 	base := hostileBase(t)
 	f := base.open()
 	sb, _ := readSuperblock(f)
-	slot := int64(sb.generation%superSlots) * sectorSize
+	slot := int64(sb.generation%superSlots) * metaSectorSize
 	enc := sb.encode()
 	fields := []struct {
 		name string
@@ -708,7 +708,7 @@ func TestHostileSuperblock(t *testing.T) {
 				case 0:
 					v = interesting(rng, cur)
 				case 1: // keep alignment more often than chance
-					v = cur + uint64(rng.IntN(9)-4)*sectorSize
+					v = cur + uint64(rng.IntN(9)-4)*metaSectorSize
 				default: // the value of another field, sizes mixed up
 					v = le.Uint64(b[48+8*rng.IntN(8):])
 				}
@@ -720,7 +720,7 @@ func TestHostileSuperblock(t *testing.T) {
 		s := base.clone()
 		writeAt(t, s.open(), b, slot)
 		if rng.IntN(4) > 0 { // mostly, the older slot cannot stand in
-			writeAt(t, s.open(), make([]byte, sectorSize), sectorSize-slot)
+			writeAt(t, s.open(), make([]byte, metaSectorSize), metaSectorSize-slot)
 			how += "(older slot erased)"
 		}
 		if openHostile(t, s, rng, fmt.Sprintf("round %d (%s)", round, how), 16<<20) {
@@ -776,10 +776,10 @@ func TestOpenHugeLengths(t *testing.T) {
 			le.PutUint32(h[0:], journalMagic)
 			le.PutUint64(h[8:], sb.generation)
 			le.PutUint64(h[16:], le.Uint64(ck[16:])+1) // the checkpoint's tid + 1
-			le.PutUint32(h[24:], uint32(sb.journalSize-sectorSize))
+			le.PutUint32(h[24:], uint32(sb.journalSize-metaSectorSize))
 			le.PutUint32(h[28:], 1)
 			writeAt(t, f, h, int64(sb.metaOffset))
-			writeAt(t, f, sb.encode(), int64(sb.generation%superSlots)*sectorSize)
+			writeAt(t, f, sb.encode(), int64(sb.generation%superSlots)*metaSectorSize)
 			return sb.journalSize
 		}},
 	}
@@ -804,7 +804,7 @@ func TestOpenHugeLengths(t *testing.T) {
 			sb, ck := currentCheckpoint(t, f)
 			claimed := tc.craft(t, f, sb, ck)
 			// Only the crafted superblock is valid: the other slot must not win.
-			writeAt(t, f, make([]byte, sectorSize), int64((sb.generation+1)%superSlots)*sectorSize)
+			writeAt(t, f, make([]byte, metaSectorSize), int64((sb.generation+1)%superSlots)*metaSectorSize)
 			if err := f.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -840,7 +840,7 @@ func hugeCheckpoint(t *testing.T, f File, sb *superblock, h []byte) uint64 {
 	le.PutUint64(h[48:], sb.ckptLen-ckptHeaderSize)
 	le.PutUint32(h[56:], crc(h[:56]))
 	writeAt(t, f, h, int64(sb.metaOffset+sb.ckptOffset))
-	writeAt(t, f, sb.encode(), int64(sb.generation%superSlots)*sectorSize)
+	writeAt(t, f, sb.encode(), int64(sb.generation%superSlots)*metaSectorSize)
 	return sb.ckptLen
 }
 
@@ -848,7 +848,7 @@ func hugeCheckpoint(t *testing.T, f File, sb *superblock, h []byte) uint64 {
 // each entry that Open would replay from f.
 func journalEntries(t *testing.T, f File, sb *superblock) (offs, sizes []int64) {
 	t.Helper()
-	for off := int64(0); off+sectorSize <= int64(sb.journalSize); {
+	for off := int64(0); off+metaSectorSize <= int64(sb.journalSize); {
 		head := make([]byte, entryHeaderSize)
 		if _, err := f.ReadAt(head, int64(sb.metaOffset)+off); err != nil {
 			t.Fatal(err)

@@ -85,15 +85,6 @@ func decodeOp(d *decoder) (*op, error) {
 	return o, nil
 }
 
-// Part of the on-disk format; see FORMAT.md "Journal entry". Do not change.
-const (
-	journalMagic    = 0x454a5054 // "TPJE"
-	entryHeaderSize = 32
-	maxEntryOps     = 1 << 24
-	maxEntryPayload = 1 << 30
-	entryAlign      = sectorSize
-)
-
 // encodeEntry returns the journal entry that commits ops as transaction seq
 // after the checkpoint of sb, to be written at offset off of the journal,
 // padded to a whole number of sectors.

@@ -15,27 +15,6 @@ import (
 	"github.com/thinpool/thinpool/extent"
 )
 
-// Sizes and limits.
-const (
-	// SectorSize is the unit of device sizes.
-	SectorSize = 512
-	// DefaultBlockSize is the data block size when Options.BlockSize is 0.
-	DefaultBlockSize = 64 << 10
-	// MinBlockSize and MaxBlockSize bound the data block size, as in dm-thin.
-	MinBlockSize = 64 << 10
-	MaxBlockSize = 1 << 30
-	// MaxDeviceSize is the largest virtual size of a thin device (4 PiB).
-	MaxDeviceSize = 1 << 52
-
-	minMetadataSize = 1 << 20
-	maxMetadataSize = 16 << 30
-	maxDataBlocks   = 1 << 40
-	maxDataBytes    = 1 << 60 // data area size limit, so offsets never overflow
-	// maxJournalSize bounds replay at open: about 2.5 µs per replayed
-	// operation, so 8 MiB of small entries replays in about 1 s.
-	maxJournalSize = 8 << 20
-)
-
 // Options configure a new pool.
 type Options struct {
 	// DataSize is the capacity of the data area in bytes, rounded down to
@@ -89,9 +68,9 @@ func layout(o Options) (*superblock, error) {
 	if meta < minMetadataSize || meta > maxMetadataSize {
 		return nil, invalidf("metadata size %d is not from 1 MiB to 16 GiB", meta)
 	}
-	meta = meta &^ (sectorSize - 1)
+	meta = meta &^ (metaSectorSize - 1)
 	reserve := max(meta, min(max(4*meta, 1<<30), maxMetadataSize))
-	journal := min(max(meta/8, 64<<10), maxJournalSize) &^ (sectorSize - 1)
+	journal := min(max(meta/8, 64<<10), maxJournalSize) &^ (metaSectorSize - 1)
 	sb := &superblock{
 		version:      formatVersion,
 		generation:   1,
@@ -226,7 +205,7 @@ func CreateFile(f File, o Options) (*Pool, error) {
 	if err := f.Sync(); err != nil {
 		return nil, err
 	}
-	if _, err := f.WriteAt(sb.encode(), int64(sb.generation%superSlots)*sectorSize); err != nil {
+	if _, err := f.WriteAt(sb.encode(), int64(sb.generation%superSlots)*metaSectorSize); err != nil {
 		return nil, err
 	}
 	if err := f.Sync(); err != nil {
@@ -330,17 +309,17 @@ func readSuperblock(f File) (*superblock, error) {
 	var firstErr error
 	for i := int64(0); i < superSlots; i++ {
 		b := make([]byte, superblockSize)
-		if _, err := f.ReadAt(b, i*sectorSize); err != nil {
-			firstErr = cmpErr(firstErr, corruptf(i*sectorSize, "cannot read superblock: %v", err))
+		if _, err := f.ReadAt(b, i*metaSectorSize); err != nil {
+			firstErr = cmpErr(firstErr, corruptf(i*metaSectorSize, "cannot read superblock: %v", err))
 			continue
 		}
-		sb, err := decodeSuperblock(b, i*sectorSize)
+		sb, err := decodeSuperblock(b, i*metaSectorSize)
 		if err != nil {
 			firstErr = cmpErr(firstErr, err)
 			continue
 		}
 		if sb.generation%superSlots != uint64(i) {
-			firstErr = cmpErr(firstErr, corruptf(i*sectorSize, "superblock generation %d in slot %d", sb.generation, i))
+			firstErr = cmpErr(firstErr, corruptf(i*metaSectorSize, "superblock generation %d in slot %d", sb.generation, i))
 			continue
 		}
 		if best == nil || sb.generation > best.generation {
@@ -365,9 +344,9 @@ func cmpErr(first, err error) error {
 func replay(f File, sb *superblock, st *state) (off int64, freed []extent.Run, torn int64, err error) {
 	collect := func(r extent.Run) { freed = append(freed, r) }
 	jsize := int64(sb.journalSize)
-	for off+sectorSize <= jsize {
+	for off+metaSectorSize <= jsize {
 		pos := int64(sb.metaOffset) + off
-		head := make([]byte, sectorSize)
+		head := make([]byte, metaSectorSize)
 		if _, err := f.ReadAt(head, pos); err != nil {
 			return 0, nil, 0, fmt.Errorf("read journal: %w", err)
 		}
@@ -376,7 +355,7 @@ func replay(f File, sb *superblock, st *state) (off int64, freed []extent.Run, t
 			break
 		}
 		b := head
-		if h.size() > sectorSize {
+		if h.size() > metaSectorSize {
 			b = make([]byte, h.size())
 			if _, err := f.ReadAt(b, pos); err != nil {
 				return 0, nil, 0, fmt.Errorf("read journal: %w", err)
@@ -489,7 +468,7 @@ const (
 // admit returns ErrMetadataFull if the state cannot grow by extra bytes.
 // Called with mu held.
 func (p *Pool) admit(extra int) error {
-	if p.st.checkpointSize()+extra+sectorSize > p.checkpointCap() {
+	if p.st.checkpointSize()+extra+metaSectorSize > p.checkpointCap() {
 		return fmt.Errorf("%w: %d bytes of metadata would exceed the limit of %d", ErrMetadataFull, p.st.checkpointSize()+extra, p.checkpointCap())
 	}
 	return nil
@@ -607,8 +586,8 @@ func (p *Pool) checkInvariants() {
 // syncMu held.
 func (p *Pool) writeCheckpoint(img *ckptImage, sb superblock) error {
 	b := img.encode()
-	size := uint64(alignUp(len(b), sectorSize))
-	curEnd := uint64(alignUp(int(sb.ckptOffset+sb.ckptLen), sectorSize))
+	size := uint64(alignUp(len(b), metaSectorSize))
+	curEnd := uint64(alignUp(int(sb.ckptOffset+sb.ckptLen), metaSectorSize))
 	var off uint64
 	switch {
 	case sb.journalSize+size <= sb.ckptOffset:
@@ -626,7 +605,7 @@ func (p *Pool) writeCheckpoint(img *ckptImage, sb superblock) error {
 	}
 	sb.version, sb.generation, sb.seal = formatVersion, img.generation, newSeal()
 	sb.ckptOffset, sb.ckptLen = off, uint64(len(b))
-	if _, err := p.f.WriteAt(sb.encode(), int64(sb.generation%superSlots)*sectorSize); err != nil {
+	if _, err := p.f.WriteAt(sb.encode(), int64(sb.generation%superSlots)*metaSectorSize); err != nil {
 		return p.fail(err)
 	}
 	if err := p.f.Sync(); err != nil {
@@ -753,7 +732,7 @@ func (p *Pool) GrowMetadata(size int64) error {
 	if err != nil {
 		return err
 	}
-	size &^= sectorSize - 1
+	size &^= metaSectorSize - 1
 	if size <= int64(sb.metaSize) {
 		return invalidf("new metadata size %d is not larger than the current %d", size, sb.metaSize)
 	}

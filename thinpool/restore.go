@@ -53,7 +53,7 @@ func (p *Pool) restore(devs []RestoreDevice, data io.ReaderAt) error {
 		}
 		st.addDevice(d)
 	}
-	if st.checkpointSize()+sectorSize > p.checkpointCap() {
+	if st.checkpointSize()+metaSectorSize > p.checkpointCap() {
 		return fmt.Errorf("%w: restored metadata needs %d bytes, the limit is %d", ErrMetadataFull, st.checkpointSize(), p.checkpointCap())
 	}
 	if data != nil {

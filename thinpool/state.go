@@ -14,22 +14,6 @@ import (
 // DevID identifies a thin device within its pool. 0 means "none".
 type DevID uint32
 
-// Limits on device metadata. Part of the on-disk format: decoders reject
-// larger values.
-const (
-	MaxNameLen       = 255
-	MaxLabels        = 256
-	MaxLabelKeyLen   = 255
-	MaxLabelValueLen = 60 << 10 // fits the u16 length of the encoding
-	maxLabelBytes    = 128 << 10
-)
-
-// Device flags. Part of the on-disk format; see FORMAT.md "Device record".
-const (
-	flagReadOnly uint32 = 1 << 0
-	knownFlags          = flagReadOnly
-)
-
 // devMeta is what the pool records about a device besides its mappings.
 type devMeta struct {
 	id      DevID

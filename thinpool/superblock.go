@@ -5,19 +5,6 @@ import (
 	"crypto/rand"
 )
 
-// Part of the on-disk format; see FORMAT.md "Superblock". Do not change.
-const (
-	sectorSize    = 4096
-	superMagic    = "THINPOOL"
-	formatVersion = 2 // v2 seals journal entries (FORMAT.md "Version history")
-	// formatV1 is the oldest version this package opens; such a pool's
-	// journal is unsealed, and opening it upgrades it (OpenFile).
-	formatV1       = 1
-	superblockSize = 128 // encoded bytes; the rest of the sector is zero
-	superSlots     = 2   // slot i lives at offset i*sectorSize
-	metaOffset     = 64 << 10
-)
-
 // superblock is the root of the pool: where everything else is.
 type superblock struct {
 	// version is the format version: what was read from disk, or
@@ -43,7 +30,7 @@ type superblock struct {
 }
 
 func (s *superblock) encode() []byte {
-	e := encoder{b: make([]byte, 0, sectorSize)}
+	e := encoder{b: make([]byte, 0, metaSectorSize)}
 	e.b = append(e.b, superMagic...)
 	e.u32(s.version)
 	e.u32(0) // flags
@@ -62,7 +49,7 @@ func (s *superblock) encode() []byte {
 	e.u64(uint64(s.created))
 	e.u32(0) // reserved
 	e.u32(crc(e.b))
-	return append(e.b, make([]byte, sectorSize-len(e.b))...)
+	return append(e.b, make([]byte, metaSectorSize-len(e.b))...)
 }
 
 // decodeSuperblock parses and validates one superblock slot (at least
@@ -121,10 +108,10 @@ func (s *superblock) validate() error {
 		return formatError("bad block size")
 	case s.metaOffset != metaOffset:
 		return formatError("bad metadata offset")
-	case s.journalSize == 0 || s.journalSize%sectorSize != 0 || s.journalSize >= s.metaSize ||
+	case s.journalSize == 0 || s.journalSize%metaSectorSize != 0 || s.journalSize >= s.metaSize ||
 		s.journalSize > maxJournalSize:
 		return formatError("bad journal size")
-	case s.metaSize%sectorSize != 0 || s.metaSize > s.metaReserve || s.metaReserve > maxMetadataSize:
+	case s.metaSize%metaSectorSize != 0 || s.metaSize > s.metaReserve || s.metaReserve > maxMetadataSize:
 		return formatError("bad metadata size")
 	case s.dataOffset < s.metaOffset+s.metaReserve || s.dataOffset%uint64(s.blockSize) != 0 ||
 		s.dataOffset > s.metaOffset+maxMetadataSize+MaxBlockSize:
@@ -132,7 +119,7 @@ func (s *superblock) validate() error {
 	case s.nrDataBlocks == 0 || s.nrDataBlocks > maxDataBlocks || s.nrDataBlocks > maxDataBytes/uint64(s.blockSize):
 		return formatError("bad data block count")
 	case s.ckptOffset > s.metaSize || s.ckptLen > s.metaSize ||
-		s.ckptOffset < s.journalSize || s.ckptOffset%sectorSize != 0 ||
+		s.ckptOffset < s.journalSize || s.ckptOffset%metaSectorSize != 0 ||
 		s.ckptLen < ckptHeaderSize || s.ckptOffset+s.ckptLen > s.metaSize:
 		return formatError("bad checkpoint location")
 	}
@@ -143,9 +130,6 @@ func (s *superblock) validate() error {
 func (s *superblock) fileSize() int64 {
 	return int64(s.dataOffset + s.nrDataBlocks*uint64(s.blockSize))
 }
-
-// FormatVersion is the version of the on-disk format this package writes.
-const FormatVersion = formatVersion
 
 // newSeal returns a random journal seal.
 func newSeal() uint32 {
