@@ -1016,7 +1016,7 @@ func randomStep(r *crashRun, rng *rand.Rand, names int) int {
 		r.setReadOnly(n, !r.m.devs[n].ro)
 	case x < 94:
 		r.checkpoint()
-	case x < 96 && r.m.dataBlocks < 256:
+	case x < 96 && r.m.dataBlocks*uint64(r.m.bs) < 256<<20: // every block size grows, up to 256 MiB
 		r.grow(int64(r.m.dataBlocks+uint64(1+rng.IntN(64))) * r.m.bs)
 	case x < 97 && r.m.metaSize < 8<<20:
 		r.growMetadata(r.m.metaSize + int64(1+rng.IntN(4))<<20)
