@@ -307,7 +307,11 @@ func TestReleaseDoubleFree(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.mu.Unlock()
-	noPanic(t, "delete", func() { _ = p.Delete("a") })
+	var delErr error
+	noPanic(t, "delete", func() { delErr = p.Delete("a") })
+	if !errors.Is(delErr, ErrFailed) || !errors.Is(delErr, ErrCorrupt) {
+		t.Fatalf("the delete that freed a free block: %v, want ErrFailed and ErrCorrupt", delErr)
+	}
 	_, err = p.CreateThin("b", DefaultBlockSize, nil)
 	if !errors.Is(err, ErrFailed) {
 		t.Fatalf("create after a double free: %v, want ErrFailed", err)

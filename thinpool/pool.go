@@ -480,8 +480,7 @@ func (p *Pool) Sync() error {
 	if err := p.commit(false, nil); err != nil {
 		return err
 	}
-	p.releaseFrees()
-	return nil
+	return p.releaseFrees()
 }
 
 // Dirty reports whether metadata changes wait for a commit, or freed blocks
@@ -498,8 +497,7 @@ func (p *Pool) Checkpoint() error {
 	if err := p.commit(true, nil); err != nil {
 		return err
 	}
-	p.releaseFrees()
-	return nil
+	return p.releaseFrees()
 }
 
 // commit writes the open transaction to the journal, or a checkpoint when
@@ -620,8 +618,10 @@ func (p *Pool) writeCheckpoint(img *ckptImage, sb superblock) error {
 
 // releaseFrees makes the blocks freed by committed transactions allocatable,
 // once no I/O that started before the commit is still running (R2), and
-// returns their space to the host file system.
-func (p *Pool) releaseFrees() {
+// returns their space to the host file system. A block that is free
+// already (a corrupt state) puts the pool in the failed state, and the
+// error says so.
+func (p *Pool) releaseFrees() error {
 	p.releaseMu.Lock()
 	defer p.releaseMu.Unlock()
 	// The runs stay in committed until they are free, so that every block
@@ -630,7 +630,7 @@ func (p *Pool) releaseFrees() {
 	runs := p.committed[:len(p.committed):len(p.committed)]
 	p.mu.Unlock()
 	if len(runs) == 0 {
-		return
+		return nil
 	}
 	p.ioGate.Lock()
 	//lint:ignore SA2001 an empty critical section is the barrier: it waits for the I/O in flight
@@ -650,14 +650,22 @@ func (p *Pool) releaseFrees() {
 		_ = p.f.PunchHole(p.dataOff(r.P), int64(r.Len)*p.bs)
 	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	var failed error
 	for _, r := range runs {
-		if err := p.free.Add(r.P, r.Len); err != nil && p.failed == nil {
+		if err := p.free.Add(r.P, r.Len); err != nil && failed == nil {
 			// A block freed twice: the state is broken. Stop the pool.
-			p.failed = corruptf(-1, "release of freed blocks: %v", err)
+			failed = corruptf(-1, "release of freed blocks: %v", err)
 		}
 	}
 	p.committed = append([]extent.Run(nil), p.committed[len(runs):]...)
-	p.mu.Unlock()
+	if failed == nil {
+		return nil
+	}
+	if p.failed == nil {
+		p.failed = failed
+	}
+	return fmt.Errorf("%w: %w", ErrFailed, failed)
 }
 
 // Close commits, writes a checkpoint and closes the file. Handles to the
