@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/thinpool/thinpool/blockdev"
 	"github.com/thinpool/thinpool/thinpool"
 )
@@ -36,6 +38,16 @@ func RunDir(poolPath string) string {
 	}
 	h := sha256.Sum256([]byte(abs))
 	return filepath.Join(base, hex.EncodeToString(h[:8]))
+}
+
+// RemoveRunDir removes a run directory that its daemon left cleanly (log,
+// pid file, socket, empty directories). It refuses, and removes nothing,
+// while anything is mounted below it.
+func RemoveRunDir(runDir string) error {
+	if below := mountsUnder(runDir); len(below) > 0 {
+		return fmt.Errorf("%w: not removing %s: %s is mounted", ErrBusy, runDir, below[0])
+	}
+	return os.RemoveAll(runDir)
 }
 
 // Socket is the daemon socket in a run directory.
@@ -116,6 +128,15 @@ func Start(p *thinpool.Pool, runDir string, logf func(string, ...any)) (*Manager
 	}
 	go m.commitLoop()
 	return m, nil
+}
+
+// Offline returns a manager that only reads the pool's records: images,
+// containers and volumes, listed and inspected from the pool's metadata
+// with no daemon, the way lvs reads LVM metadata. It serves nothing: Attach,
+// and what needs it, fail. Close does nothing; the caller closes the pool.
+func Offline(p *thinpool.Pool) *Manager {
+	return &Manager{pool: p, logf: func(string, ...any) {}, att: map[thinpool.DevID]*Attachment{},
+		mounted: map[string]*mountedContainer{}}
 }
 
 // CommitPeriod is how often the daemon commits metadata changes that no
@@ -269,6 +290,9 @@ func (m *Manager) Attach(name string, readOnly bool) (*Attachment, error) {
 		c := *a
 		return &c, nil
 	}
+	if m.srv == nil {
+		return nil, fmt.Errorf("%w: attach %q: no daemon serves the pool", ErrBusy, name)
+	}
 	file := fmt.Sprintf("dev-%d", info.ID)
 	path, err := m.srv.Add(file, thinDev{t: t, space: m.space}, readOnly)
 	if err != nil {
@@ -390,10 +414,35 @@ func (m *Manager) Busy(name string) error {
 
 // Close unmounts what the manager mounted, detaches every loop device and
 // stops serving FUSE. The pool stays open.
+//
+// Close checks before it tears anything down: while a process holds one of
+// its mounts (Holders), it returns a *BusyError, which matches ErrInUse,
+// and changes nothing. If an unmount still fails, or a filesystem still
+// holds a loop device (mounted elsewhere too), Close stops there and
+// returns the error: what is still mounted stays attached and served, so
+// nothing is lost and Close can be called again.
 func (m *Manager) Close() error {
+	if m.srv == nil {
+		return nil // offline: nothing is served
+	}
+	hs, err := m.Holders()
+	if err != nil {
+		return err
+	}
+	if len(hs) > 0 {
+		return &BusyError{Holders: hs}
+	}
+	if err := m.unmountAll(); err != nil {
+		return err
+	}
 	close(m.stop)
 	<-m.stopped
-	var errs []error
+	return m.srv.Close()
+}
+
+// unmountAll unmounts the containers, then every device's filesystem, and
+// detaches the loop devices. It stops at the first failure.
+func (m *Manager) unmountAll() error {
 	// Containers first: their volume and bind mounts sit on their root
 	// filesystem, which cannot be unmounted under them.
 	m.mu.Lock()
@@ -404,26 +453,116 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	for dev, mt := range containers {
 		if err := m.unmountContainer(dev, mt); err != nil {
-			errs = append(errs, fmt.Errorf("unmount container %q: %w", strings.TrimPrefix(dev, containerPrefix), err))
+			return fmt.Errorf("unmount container %q: %w", strings.TrimPrefix(dev, containerPrefix), err)
 		}
 	}
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	for _, a := range m.att {
-		if dir, ok := blockdev.MountedAt(a.Loop); ok {
+		for {
+			dir, ok := blockdev.MountedAt(a.Loop)
+			if !ok {
+				break
+			}
 			if err := blockdev.Unmount(dir); err != nil {
-				errs = append(errs, fmt.Errorf("unmount %s: %w", dir, err))
-				continue
+				return fmt.Errorf("unmount %s: %w", dir, err)
 			}
 		}
+		// Never take a file away from a filesystem that still uses it.
+		held, err := heldByFilesystem(a.Loop)
+		if err != nil {
+			return err
+		}
+		if held {
+			return fmt.Errorf("%w: %s (device %q) still holds a filesystem that is mounted elsewhere or lazily unmounted; not detaching it", ErrBusy, a.Loop, a.Device)
+		}
 		if err := m.detachLocked(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UnmountLazily syncs every filesystem the manager mounted and detaches
+// each mount from the namespace (umount -l), busy or not. A filesystem a
+// process still uses lives on, served as before, until the kernel releases
+// it: call WaitReleased before Close. It returns the holders found before.
+func (m *Manager) UnmountLazily() ([]Holder, error) {
+	hs, err := m.Holders()
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	var loops []string
+	for _, a := range m.att {
+		loops = append(loops, a.Loop)
+	}
+	m.mu.Unlock()
+	w, err := watchMounts(loops)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, dir := range w.dirs { // longest first: a mount before the one it sits on
+		if err := syncfs(dir); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	m.mu.Unlock()
-	if err := m.srv.Close(); err != nil {
-		errs = append(errs, err)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
-	return errors.Join(errs...)
+	for _, dir := range w.dirs {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, fmt.Errorf("lazy unmount %s: %w", dir, err))
+			continue
+		}
+		m.logf("lazily unmounted %s", dir)
+	}
+	m.mu.Lock()
+	clear(m.mounted)
+	m.mu.Unlock()
+	return hs, errors.Join(errs...)
+}
+
+func syncfs(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// WaitReleased waits, serving, until no filesystem holds any attached loop
+// device: the processes that held lazily unmounted filesystems are gone.
+// It calls wait every poll while it waits.
+func (m *Manager) WaitReleased(poll time.Duration, wait func()) error {
+	for {
+		m.mu.Lock()
+		var loops []string
+		for _, a := range m.att {
+			loops = append(loops, a.Loop)
+		}
+		m.mu.Unlock()
+		busy := false
+		for _, l := range loops {
+			held, err := heldByFilesystem(l)
+			if err != nil {
+				return err
+			}
+			busy = busy || held
+		}
+		if !busy {
+			return nil
+		}
+		if wait != nil {
+			wait()
+		}
+		time.Sleep(poll)
+	}
 }
 
 // Resized tells the kernel that an attached device changed size: the FUSE

@@ -200,6 +200,19 @@ func (s *Listener) CloseNoWait() error {
 	return err
 }
 
+// CloseWait stops accepting and waits up to d for the requests in
+// progress, so that a request that asked for the shutdown gets its answer.
+func (s *Listener) CloseWait(d time.Duration) error {
+	err := s.CloseNoWait()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+	return err
+}
+
 // ErrNoDaemon is returned by Forward when no daemon listens on the socket.
 var ErrNoDaemon = errors.New("volumes: no daemon is running")
 

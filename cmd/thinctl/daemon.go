@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,11 +27,32 @@ type daemon struct {
 	poolPath string // absolute
 	runDir   string
 	mgr      *volumes.Manager
-	stop     chan struct{} // closed to shut down
-	stopOnce sync.Once
+	// stopReq carries 'daemon stop' requests to the goroutine that serves
+	// until the stop; it answers on the request's reply channel.
+	stopReq chan stopRequest
+	// draining is set once a forced stop has lazily unmounted busy
+	// filesystems: the daemon serves them until they are released, and
+	// refuses every other command.
+	draining atomic.Pointer[string]
 }
 
-func (d *daemon) shutdown() { d.stopOnce.Do(func() { close(d.stop) }) }
+// stopRequest is one 'daemon stop' run inside the daemon.
+type stopRequest struct {
+	force bool
+	reply chan stopReply
+}
+
+// stopReply answers a stopRequest: err means the daemon keeps serving and
+// nothing was torn down; held lists what a forced stop left lazily
+// unmounted, which the daemon serves until it is released.
+type stopReply struct {
+	err  error
+	held []volumes.Holder
+}
+
+// drainingFile is the marker in the run directory while a forced stop
+// waits for lazily unmounted filesystems to be released.
+const drainingFile = "stopping"
 
 // localOnly are the commands that never go to a daemon.
 func localOnly(cmd *cobra.Command) bool {
@@ -155,6 +176,9 @@ func (a *app) daemonRunCmd() *cobra.Command {
 
 // runDaemon serves the pool at poolPath until SIGTERM, SIGINT or
 // 'daemon stop', then unmounts, detaches, commits and releases the pool.
+// A stop is refused, and the daemon goes on serving, while a process holds
+// one of its mounts; 'daemon stop --force' unmounts those lazily and serves
+// them until the kernel releases them.
 func runDaemon(poolPath string, logw interface{ Write([]byte) (int, error) }) error {
 	logger := log.New(logw, "thinpool: ", log.LstdFlags)
 	p, err := thinpool.Open(poolPath)
@@ -166,7 +190,7 @@ func runDaemon(poolPath string, logw interface{ Write([]byte) (int, error) }) er
 	if err != nil {
 		return errors.Join(err, p.Close())
 	}
-	d := &daemon{poolPath: poolPath, runDir: runDir, mgr: mgr, stop: make(chan struct{})}
+	d := &daemon{poolPath: poolPath, runDir: runDir, mgr: mgr, stopReq: make(chan stopRequest)}
 	l, err := volumes.Listen(volumes.Socket(runDir), d.handle)
 	if err != nil {
 		return errors.Join(err, mgr.Close(), p.Close())
@@ -177,28 +201,86 @@ func runDaemon(poolPath string, logw interface{ Write([]byte) (int, error) }) er
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case s := <-sig:
-		logger.Printf("%v: shutting down", s)
-	case <-d.stop:
-		logger.Printf("stop requested: shutting down")
+	for stopped := false; !stopped; {
+		select {
+		case s := <-sig:
+			if err := mgr.Close(); err != nil {
+				logger.Printf("%v: not stopping, still serving: %v", s, err)
+				continue
+			}
+			logger.Printf("%v: unmounted and detached everything", s)
+			stopped = true
+		case r := <-d.stopReq:
+			stopped = d.stop(r, logger)
+		}
 	}
 	signal.Stop(sig)
 	_ = os.Remove(volumes.Socket(runDir))
-	errs := []error{l.CloseNoWait(), mgr.Close(), p.Close()}
+	errs := []error{l.CloseWait(5 * time.Second), p.Close()}
 	_ = os.Remove(pidFile)
 	if err := errors.Join(errs...); err != nil {
 		logger.Printf("shutdown: %v", err)
 		return err
 	}
 	logger.Printf("pool %s committed and released", poolPath)
+	if err := volumes.RemoveRunDir(runDir); err != nil {
+		logger.Printf("%v", err)
+	}
 	return nil
+}
+
+// stop runs a 'daemon stop' request and reports whether the manager is
+// closed. Without force, busy mounts refuse the stop before anything is
+// torn down. With force, busy filesystems are synced and lazily unmounted,
+// the request is answered, and the daemon serves them until the kernel
+// releases them; only then does it detach and close.
+func (d *daemon) stop(r stopRequest, logger *log.Logger) bool {
+	hs, err := d.mgr.Holders()
+	if err == nil && len(hs) > 0 && r.force {
+		hs, err = d.mgr.UnmountLazily()
+		if err == nil {
+			msg := (&volumes.BusyError{Holders: hs}).Error()
+			d.draining.Store(&msg)
+			_ = os.WriteFile(filepath.Join(d.runDir, drainingFile), []byte(msg+"\n"), 0o600)
+			logger.Printf("stop --force: lazily unmounted; serving until released: %s", msg)
+			r.reply <- stopReply{held: hs}
+			r.reply = nil
+			logged := time.Now()
+			err = d.mgr.WaitReleased(200*time.Millisecond, func() {
+				if time.Since(logged) > time.Minute {
+					logger.Printf("stop --force: still waiting for %s", msg)
+					logged = time.Now()
+				}
+			})
+		}
+	}
+	if err == nil {
+		err = d.mgr.Close()
+	}
+	if err != nil {
+		if r.reply != nil {
+			r.reply <- stopReply{err: err}
+		}
+		logger.Printf("stop: not stopping, still serving: %v", err)
+		d.draining.Store(nil)
+		_ = os.Remove(filepath.Join(d.runDir, drainingFile))
+		return false
+	}
+	logger.Printf("stop requested: unmounted and detached everything")
+	if r.reply != nil {
+		r.reply <- stopReply{}
+	}
+	return true
 }
 
 // handle runs one forwarded invocation against the daemon's pool.
 // ctx ends when the client is interrupted or goes away.
 func (d *daemon) handle(ctx context.Context, req volumes.Request, in, out, errOut *os.File) int {
 	a := &app{in: in, out: out, err: errOut, daemon: d, cwd: req.Cwd}
+	if msg := d.draining.Load(); msg != nil {
+		fmt.Fprintf(errOut, "thinctl: the daemon for %s is stopping: it serves lazily unmounted filesystems until they are released: %s\n", d.poolPath, *msg)
+		return 1
+	}
 	root := a.rootCmd()
 	root.SetArgs(req.Args)
 	return a.execute(ctx, root)
@@ -345,11 +427,30 @@ func daemonPID(abs string) (int, bool) {
 }
 
 func (a *app) daemonStopCmd() *cobra.Command {
-	return &cobra.Command{
+	var force bool
+	cmd := &cobra.Command{
 		Use:   "stop",
 		Short: "Stop the daemon: unmount, detach every loop device, commit and release the pool",
-		Args:  cobra.NoArgs,
+		Long: `Stop the daemon: unmount every filesystem it mounted, detach every loop
+device, commit and release the pool.
+
+A mount that a process uses (its working directory, root, an open or mapped
+file is there, as fuser -m finds) cannot be unmounted: stop then refuses,
+names the busy mounts and the processes holding them, exits non-zero and
+changes nothing; the daemon goes on serving. SIGTERM does the same and logs
+why. End those processes (or cd out) and stop again.
+
+--force syncs every filesystem, then lazily unmounts them all (umount -l):
+they leave the namespace at once, and a process still inside one goes on
+using it, served by the daemon, which stops taking commands. When the last
+holder lets go, the kernel writes the filesystem back and releases it; only
+then does the daemon detach, commit and exit. Nothing written is lost,
+synced or not, as long as the daemon is not killed meanwhile.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if a.daemon != nil {
+				return a.daemon.stopHere(a, force)
+			}
 			abs, err := filepath.Abs(a.poolPath)
 			if err != nil {
 				return err
@@ -359,19 +460,56 @@ func (a *app) daemonStopCmd() *cobra.Command {
 				a.say("no daemon is running for %s", abs)
 				return nil
 			}
-			if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			in, ok1 := a.in.(*os.File)
+			out, ok2 := a.out.(*os.File)
+			errf, ok3 := a.err.(*os.File)
+			if !ok1 || !ok2 || !ok3 {
+				return fmt.Errorf("daemon stop needs the pool daemon, which an in-process call cannot reach")
+			}
+			args := []string{"--pool", abs, "daemon", "stop"}
+			if force {
+				args = append(args, "--force")
+			}
+			cwd, _ := os.Getwd()
+			code, err := volumes.Forward(cmd.Context(), volumes.Socket(volumes.RunDir(abs)), volumes.Request{Args: args, Cwd: cwd}, in, out, errf)
+			if err != nil {
 				return fmt.Errorf("stop daemon (pid %d): %w", pid, err)
 			}
+			if code != 0 {
+				return &exitError{code: code}
+			}
+			draining := filepath.Join(volumes.RunDir(abs), drainingFile)
 			for i := 0; i < 600; i++ {
 				if syscall.Kill(pid, 0) != nil {
 					a.say("stopped daemon for %s (pid %d)", abs, pid)
 					return nil
+				}
+				if _, err := os.Stat(draining); err == nil {
+					return nil // the daemon said what it waits for
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
 			return fmt.Errorf("daemon (pid %d) did not stop within 30s; see %s", pid, filepath.Join(volumes.RunDir(abs), "daemon.log"))
 		},
 	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "sync and lazily unmount busy filesystems; serve them until they are released, then stop")
+	return cmd
+}
+
+// stopHere runs 'daemon stop' inside the daemon: it hands the request to
+// the serving goroutine and prints its answer.
+func (d *daemon) stopHere(a *app, force bool) error {
+	r := stopRequest{force: force, reply: make(chan stopReply, 1)}
+	d.stopReq <- r
+	rep := <-r.reply
+	if rep.err != nil {
+		return fmt.Errorf("not stopping the daemon for %s: %w; end those processes or use --force", d.poolPath, rep.err)
+	}
+	if len(rep.held) > 0 {
+		fmt.Fprintf(a.out, "Synced and lazily unmounted the busy filesystems: %s.\n", (&volumes.BusyError{Holders: rep.held}).Error())
+		fmt.Fprintf(a.out, "The daemon (pid %d) serves them until those processes let go, then detaches, commits and exits.\n", os.Getpid())
+	}
+	return nil
 }
 
 // daemonStatus is the JSON of 'daemon status'.

@@ -1,0 +1,215 @@
+//go:build linux && integration
+
+package test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/thinpool/thinpool/volumes"
+)
+
+// holdMount starts `sleep` with its working directory dir, as a shell cd'd
+// into a mount would be; cleanup kills it. It returns the process.
+func holdMount(t *testing.T, dir string) *exec.Cmd {
+	t.Helper()
+	c := exec.Command("sleep", "600")
+	c.Dir = dir
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = c.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = c.Process.Kill()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	return c
+}
+
+// release kills the holder and waits until it is gone.
+func release(t *testing.T, c *exec.Cmd) {
+	t.Helper()
+	_ = c.Process.Kill()
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/cwd", c.Process.Pid)); err != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("holder pid %d did not exit", c.Process.Pid)
+}
+
+// mountedHere reports whether dir is a mount point in our namespace.
+func mountedHere(t *testing.T, dir string) bool {
+	t.Helper()
+	for _, m := range mountsBelow(t, dir, "\x00") {
+		if m == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// writeSynced writes n random bytes to path, fsyncs it, and returns their
+// SHA-256.
+func writeSynced(t *testing.T, path string, n int) string {
+	t.Helper()
+	b := noise(uint64(n), n)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return sha(b)
+}
+
+// waitExit waits until pid is gone.
+func waitExit(t *testing.T, pid int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d still runs after %v", pid, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDaemonStopBusyMount: with a process cd'd into a mounted device,
+// 'daemon stop' and SIGTERM refuse, naming the mount and the pid; the
+// daemon keeps serving, and the synced file reads back. Once the holder has
+// gone a plain stop succeeds and the file is there after a remount.
+func TestDaemonStopBusyMount(t *testing.T) {
+	requireTool(t, "mkfs.ext4")
+	e := newEnv(t, "4G")
+	mnt := filepath.Join(e.dir, "mnt")
+	e.must("device", "create", "web", "--size", "1G")
+	e.must("device", "mount", "web", mnt, "--mkfs", "ext4")
+	t.Cleanup(func() { _, _, _ = e.run(time.Minute, "device", "umount", mnt) })
+	sum := writeSynced(t, filepath.Join(mnt, "synced"), 4<<20)
+	holder := holdMount(t, mnt)
+	pid := e.daemonPID()
+
+	_, errOut, code := e.run(time.Minute, "daemon", "stop")
+	if code == 0 {
+		t.Fatalf("daemon stop with a busy mount exited 0: %s", errOut)
+	}
+	if !strings.Contains(errOut, mnt) || !strings.Contains(errOut, strconv.Itoa(holder.Process.Pid)) ||
+		strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("daemon stop must name the mount %s and pid %d on one line: %q", mnt, holder.Process.Pid, errOut)
+	}
+	if e.daemonPID() != pid || !mountedHere(t, mnt) {
+		t.Fatal("the refused stop did not leave the daemon running and the mount in place")
+	}
+	if got := fileSHA(t, filepath.Join(mnt, "synced")); got != sum {
+		t.Fatal("the synced file changed after a refused stop")
+	}
+	// The daemon still serves: a new file written and synced.
+	sum2 := writeSynced(t, filepath.Join(mnt, "after-refusal"), 1<<20)
+	if out := e.must("device", "ls"); !strings.Contains(out, "/dev/loop") {
+		t.Fatalf("the device is no longer attached:\n%s", out)
+	}
+
+	// SIGTERM with the mount busy keeps serving and logs why.
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	if e.daemonPID() != pid {
+		t.Fatal("SIGTERM with a busy mount stopped the daemon")
+	}
+	log, _ := os.ReadFile(filepath.Join(volumes.RunDir(e.pool), "daemon.log"))
+	if !strings.Contains(string(log), "not stopping") || !strings.Contains(string(log), strconv.Itoa(holder.Process.Pid)) {
+		t.Fatalf("the log does not say why SIGTERM did not stop the daemon:\n%s", log)
+	}
+	if got := fileSHA(t, filepath.Join(mnt, "synced")); got != sum {
+		t.Fatal("the synced file changed after SIGTERM")
+	}
+	writeSynced(t, filepath.Join(mnt, "after-sigterm"), 64<<10)
+
+	release(t, holder)
+	e.must("daemon", "stop")
+	waitExit(t, pid, 30*time.Second)
+	if mountedHere(t, mnt) {
+		t.Fatal("daemon stop left the mount")
+	}
+	e.check()
+	e.must("device", "mount", "web", mnt)
+	if fileSHA(t, filepath.Join(mnt, "synced")) != sum || fileSHA(t, filepath.Join(mnt, "after-refusal")) != sum2 {
+		t.Fatal("synced files differ after the remount")
+	}
+	e.must("device", "umount", mnt)
+	e.must("daemon", "stop")
+	e.check()
+}
+
+// TestDaemonStopForce: 'daemon stop --force' with a busy mount syncs and
+// lazily unmounts it, and the daemon keeps serving the filesystem until its
+// holder lets go; then it detaches, commits and exits. Nothing synced is
+// lost, and what the holder writes and syncs meanwhile survives too.
+func TestDaemonStopForce(t *testing.T) {
+	requireTool(t, "mkfs.ext4")
+	e := newEnv(t, "4G")
+	mnt := filepath.Join(e.dir, "mnt")
+	e.must("device", "create", "web", "--size", "1G")
+	e.must("device", "mount", "web", mnt, "--mkfs", "ext4")
+	t.Cleanup(func() { _, _, _ = e.run(time.Minute, "device", "umount", mnt) })
+	sum := writeSynced(t, filepath.Join(mnt, "synced"), 4<<20)
+	holder := holdMount(t, mnt)
+	pid := e.daemonPID()
+
+	out, errOut, code := e.run(time.Minute, "daemon", "stop", "--force")
+	if code != 0 {
+		t.Fatalf("daemon stop --force: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, mnt) || !strings.Contains(out, strconv.Itoa(holder.Process.Pid)) {
+		t.Fatalf("daemon stop --force must say what it left held, and by whom: %q", out)
+	}
+	if mountedHere(t, mnt) {
+		t.Fatal("daemon stop --force left the mount in the namespace")
+	}
+	if e.daemonPID() != pid {
+		t.Fatal("the daemon exited while a lazily unmounted filesystem is still held")
+	}
+	// The holder still reads and writes its filesystem through the daemon.
+	held := fmt.Sprintf("/proc/%d/cwd", holder.Process.Pid)
+	if got := fileSHA(t, filepath.Join(held, "synced")); got != sum {
+		t.Fatal("the synced file changed under its holder after stop --force")
+	}
+	sum2 := writeSynced(t, filepath.Join(held, "late"), 1<<20)
+	// Other commands are refused while it drains, and say why.
+	if msg := e.fails("device", "ls"); !strings.Contains(msg, "stopping") && !strings.Contains(msg, "in use") {
+		t.Fatalf("device ls while the daemon drains: %q", msg)
+	}
+
+	release(t, holder)
+	waitExit(t, pid, 60*time.Second)
+	e.check()
+	e.must("device", "mount", "web", mnt)
+	if fileSHA(t, filepath.Join(mnt, "synced")) != sum || fileSHA(t, filepath.Join(mnt, "late")) != sum2 {
+		t.Fatal("files synced before and during the drain differ after the remount")
+	}
+	e.must("device", "umount", mnt)
+	e.must("daemon", "stop")
+	e.check()
+}

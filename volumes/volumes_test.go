@@ -1,0 +1,38 @@
+package volumes
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestBusyError(t *testing.T) {
+	err := error(&BusyError{Holders: []Holder{
+		{PID: 10, Comm: "sh", Mount: "/mnt/a", How: "cwd"},
+		{PID: 11, Comm: "vim", Mount: "/mnt/a", How: "fd"},
+		{PID: 12, Comm: "sleep", Mount: "/mnt/b", How: "root"},
+	}})
+	want := "/mnt/a is busy: held by pid 10 (sh, cwd), pid 11 (vim, fd); /mnt/b is busy: held by pid 12 (sleep, root)"
+	if err.Error() != want {
+		t.Fatalf("got  %q\nwant %q", err.Error(), want)
+	}
+	if !errors.Is(err, ErrInUse) {
+		t.Fatal("a BusyError does not match ErrInUse")
+	}
+}
+
+func TestWatchMountOf(t *testing.T) {
+	w := &watch{dirs: []string{"/mnt/c/data", "/mnt/c"}, paths: map[string]string{"/dev/loop3": "/dev/loop3"}}
+	for path, want := range map[string]string{
+		"/mnt/c/data/x":        "/mnt/c/data",
+		"/mnt/c":               "/mnt/c",
+		"/mnt/c/etc (deleted)": "/mnt/c",
+		"/dev/loop3":           "/dev/loop3",
+		"/mnt/cc":              "",
+		"/dev/loop30":          "",
+	} {
+		got, ok := w.mountOf(path)
+		if got != want || ok != (want != "") {
+			t.Errorf("mountOf(%q) = %q, %v; want %q", path, got, ok, want)
+		}
+	}
+}
