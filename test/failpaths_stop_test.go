@@ -3,6 +3,7 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -211,5 +212,85 @@ func TestDaemonStopForce(t *testing.T) {
 	}
 	e.must("device", "umount", mnt)
 	e.must("daemon", "stop")
+	e.check()
+}
+
+// TestListingStartsNoDaemon: with no daemon running, the listing commands
+// answer from the pool file and start none, and commands that fail on a
+// missing object fail the same way without starting one; none of them
+// leaves a run directory.
+func TestListingStartsNoDaemon(t *testing.T) {
+	requireTool(t, "mkfs.ext4")
+	e := newEnv(t, "8G")
+	img := writeImage(t, "plain:1", newLayer(t).dir("etc").file("etc/hostname", []byte("plain\n")).bytes())
+	e.must("image", "import", img)
+	e.must("container", "create", "--name", "c1", "-v", "vol1:/data", "plain:1")
+	e.must("daemon", "stop")
+	rd := volumes.RunDir(e.pool)
+	if exists(rd) {
+		entries, _ := os.ReadDir(rd)
+		t.Fatalf("a clean daemon stop left its run directory %s: %v", rd, entries)
+	}
+	noDaemon := func(what string) {
+		t.Helper()
+		if pid := e.daemonPID(); pid > 0 {
+			t.Fatalf("%s started a daemon (pid %d)", what, pid)
+		}
+		if exists(rd) {
+			t.Fatalf("%s left the run directory %s", what, rd)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"image", "ls"}, "plain:1"},
+		{[]string{"container", "ls"}, "c1"},
+		{[]string{"volume", "ls"}, "vol1"},
+		{[]string{"--json", "image", "ls"}, `"plain:1"`},
+		{[]string{"--json", "container", "ls"}, `"c1"`},
+		{[]string{"--json", "volume", "ls"}, `"vol1"`},
+		{[]string{"volume", "inspect", "vol1"}, `"vol1"`},
+		{[]string{"container", "inspect", "c1"}, `"c1"`},
+		{[]string{"image", "inspect", "plain:1"}, `"plain:1"`},
+	} {
+		out := e.must(tc.args...)
+		if !strings.Contains(out, tc.want) {
+			t.Fatalf("%v: %q lacks %s", tc.args, out, tc.want)
+		}
+		if strings.HasPrefix(tc.args[0], "--json") && !json.Valid([]byte(out)) {
+			t.Fatalf("%v: not JSON: %s", tc.args, out)
+		}
+		noDaemon(strings.Join(tc.args, " "))
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"container", "mount", "nosuch", filepath.Join(e.dir, "m")}, `container "nosuch" not found`},
+		{[]string{"container", "rm", "nosuch"}, `container "nosuch" not found`},
+		{[]string{"volume", "rm", "nosuch"}, `volume "nosuch" not found`},
+		{[]string{"volume", "inspect", "nosuch"}, `volume "nosuch" not found`},
+		{[]string{"image", "rm", "nosuch:1"}, "nosuch"},
+		{[]string{"container", "create", "--name", "c2", "nosuch:1"}, "nosuch"},
+		{[]string{"device", "attach", "nosuch"}, `device "nosuch" not found`},
+		{[]string{"device", "mount", "nosuch", filepath.Join(e.dir, "m")}, `device "nosuch" not found`},
+	} {
+		msg := e.failsOneLine(tc.args...)
+		if !strings.Contains(msg, tc.want) {
+			t.Fatalf("%v: %q lacks %s", tc.args, msg, tc.want)
+		}
+		noDaemon(strings.Join(tc.args, " "))
+	}
+	// A command that needs the daemon still starts it, and stop cleans up.
+	e.must("container", "mount", "c1", filepath.Join(e.dir, "m"))
+	if e.daemonPID() == 0 {
+		t.Fatal("container mount did not start the daemon")
+	}
+	e.must("container", "umount", "c1")
+	e.must("daemon", "stop")
+	if exists(rd) {
+		t.Fatalf("daemon stop left %s", rd)
+	}
 	e.check()
 }

@@ -7,22 +7,35 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thinpool/thinpool/blockdev"
+	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes"
 )
 
-// manager returns the daemon's device manager; the commands that use it are
-// always forwarded to the daemon (see needsDaemon).
+// manager returns the daemon's device manager; the commands that use it
+// are forwarded to the daemon (see needsDaemon), except the read-only ones
+// run with no daemon (see readsOnly), which get an offline manager over the
+// pool file.
 func (a *app) manager() (*volumes.Manager, error) {
-	if a.daemon == nil {
+	if a.daemon != nil {
+		return a.daemon.mgr, nil
+	}
+	if !a.offline {
 		return nil, fmt.Errorf("this command needs the pool daemon")
 	}
-	return a.daemon.mgr, nil
+	if a.offlinePool == nil {
+		p, err := thinpool.Open(a.poolPath)
+		if err != nil {
+			return nil, a.poolErr(err)
+		}
+		a.offlinePool = p
+	}
+	return volumes.Offline(a.offlinePool), nil
 }
 
 func (a *app) deviceBlockCmds() []*cobra.Command {
 	var ro bool
 	attach := &cobra.Command{
-		Use:   "attach NAME",
+		Use: "attach NAME", Annotations: map[string]string{annObjects: "device:1"},
 		Short: "Serve a device as a loop device (/dev/loopN); starts the daemon if needed",
 		Example: `  dev=$(thinctl device attach web)
   mkfs.ext4 $dev`,
@@ -64,7 +77,7 @@ func (a *app) deviceBlockCmds() []*cobra.Command {
 	var mkfs, opts string
 	var mro bool
 	mount := &cobra.Command{
-		Use:   "mount NAME DIR",
+		Use: "mount NAME DIR", Annotations: map[string]string{annObjects: "device:1"},
 		Short: "Attach a device if needed, make a filesystem on first use (--mkfs), and mount it",
 		Long: `Attach the device if needed and mount its filesystem at DIR (created if
 missing). With --mkfs ext4|xfs a device that has no filesystem yet gets one;

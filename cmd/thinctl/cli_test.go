@@ -262,3 +262,25 @@ func TestVersionAndCompletion(t *testing.T) {
 		t.Fatalf("completion: %.100s", out)
 	}
 }
+
+// TestListingOffline: the read-only image, container and volume commands
+// answer from the pool file when no daemon runs; the ones that change
+// something still need the daemon.
+func TestListingOffline(t *testing.T) {
+	pool := newPool(t, "1G")
+	for _, args := range [][]string{{"image", "ls"}, {"container", "ls"}, {"volume", "ls"}} {
+		out := mustRun(t, pool, args...)
+		if !strings.Contains(out, "NAME") && !strings.Contains(out, "IMAGE") {
+			t.Errorf("%v: %q", args, out)
+		}
+		if out := mustRun(t, pool, append([]string{"--json"}, args...)...); strings.TrimSpace(out) != "[]" {
+			t.Errorf("--json %v: %q", args, out)
+		}
+	}
+	if _, errOut, _ := thinctl(t, pool, "volume", "inspect", "nosuch"); !strings.Contains(errOut, `volume "nosuch" not found`) {
+		t.Errorf("volume inspect nosuch: %q", errOut)
+	}
+	if _, errOut, code := thinctl(t, pool, "volume", "prune"); code == 0 || !strings.Contains(errOut, "needs the pool daemon") {
+		t.Errorf("volume prune in-process: exit %d: %q", code, errOut)
+	}
+}

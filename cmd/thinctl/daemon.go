@@ -68,7 +68,7 @@ func localOnly(cmd *cobra.Command) bool {
 // needsDaemon are the commands that need a live device: they start the
 // daemon when none runs.
 func needsDaemon(cmd *cobra.Command) bool {
-	if cmd.Parent() == nil {
+	if cmd.Parent() == nil || readsOnly(cmd) {
 		return false
 	}
 	switch cmd.Parent().Name() {
@@ -85,6 +85,76 @@ func needsDaemon(cmd *cobra.Command) bool {
 	return false // detach, umount: without a daemon nothing is attached
 }
 
+// readsOnly are the image, container and volume commands that only read
+// records: with no daemon running they answer from the pool's metadata
+// and start none, as lvs and docker ls never start anything.
+func readsOnly(cmd *cobra.Command) bool {
+	if cmd.Parent() == nil {
+		return false
+	}
+	switch cmd.Parent().Name() {
+	case "image", "container", "volume":
+		switch cmd.Name() {
+		case "ls", "inspect", "history":
+			return true
+		}
+	}
+	return false
+}
+
+// annObjects is the annotation of a command that needs the daemon and
+// names objects in its arguments: "KIND" (every argument) or "KIND:N" (the
+// first N), KIND one of device, image, container, volume. With no daemon
+// running they are looked up in the pool file first, so that a missing one
+// fails without starting a daemon.
+const annObjects = "thinctl/objects"
+
+// checkObjects looks up, in the pool file, the objects cmd's arguments
+// name (annObjects) and returns the error of the first one missing.
+func (a *app) checkObjects(cmd *cobra.Command, args []string) error {
+	spec, ok := cmd.Annotations[annObjects]
+	if !ok {
+		return nil
+	}
+	if f := cmd.Flags().Lookup("force"); f != nil && f.Changed && cmd.Parent().Name() == "volume" {
+		return nil // volume rm -f ignores missing volumes
+	}
+	kind, n, hasN := strings.Cut(spec, ":")
+	if hasN {
+		if k, err := strconv.Atoi(n); err == nil && k < len(args) {
+			args = args[:k]
+		}
+	}
+	p, err := thinpool.Open(a.poolPath)
+	if errors.Is(err, thinpool.ErrLocked) {
+		return nil // a daemon is starting: it will answer
+	}
+	if err != nil {
+		return a.poolErr(err)
+	}
+	defer p.Close()
+	m := volumes.Offline(p)
+	for _, name := range args {
+		var err error
+		switch kind {
+		case "device":
+			if _, err = p.Device(name); err != nil {
+				return objErr(err, "device", name)
+			}
+		case "image":
+			_, err = m.InspectImage(name)
+		case "container":
+			_, err = m.InspectContainer(name)
+		case "volume":
+			_, err = m.InspectVolume(name)
+		}
+		if errors.Is(err, volumes.ErrNotFound) {
+			return objectErr(err)
+		}
+	}
+	return nil
+}
+
 // forward runs this invocation in the pool's daemon when one runs (or is
 // needed), and returns an *exitError carrying its exit code; nil means run
 // here.
@@ -92,6 +162,7 @@ func (a *app) forward(cmd *cobra.Command, args []string) error {
 	if a.daemon != nil || localOnly(cmd) {
 		return nil
 	}
+	a.offline = readsOnly(cmd)
 	in, ok1 := a.in.(*os.File)
 	out, ok2 := a.out.(*os.File)
 	errf, ok3 := a.err.(*os.File)
@@ -110,6 +181,9 @@ func (a *app) forward(cmd *cobra.Command, args []string) error {
 	if _, err := os.Stat(sock); err != nil {
 		if !needsDaemon(cmd) {
 			return nil
+		}
+		if err := a.checkObjects(cmd, args); err != nil {
+			return err
 		}
 		if err := a.startDaemon(abs); err != nil {
 			return err
@@ -321,9 +395,19 @@ func (a *app) startDaemon(abs string) error {
 		return a.poolErr(err)
 	}
 	runDir := volumes.RunDir(abs)
+	_, statErr := os.Stat(runDir)
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return err
 	}
+	made := errors.Is(statErr, os.ErrNotExist)
+	return a.spawnDaemon(abs, runDir, made)
+}
+
+// spawnDaemon runs 'thinctl daemon run' in the background, logging to the
+// run directory, and waits until it answers. If the daemon exits at start
+// and made is set (this call made the run directory), the run directory
+// goes again: a failed start leaves nothing behind.
+func (a *app) spawnDaemon(abs, runDir string, made bool) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -356,7 +440,11 @@ func (a *app) startDaemon(abs string) error {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			return fmt.Errorf("the daemon exited at start: %s", lastLine(logPath))
+			err := fmt.Errorf("the daemon exited at start: %s", lastLine(logPath))
+			if made {
+				_ = volumes.RemoveRunDir(runDir)
+			}
+			return err
 		case <-deadline:
 			return fmt.Errorf("the daemon did not answer within 20s (log: %s)", logPath)
 		case <-time.After(50 * time.Millisecond):

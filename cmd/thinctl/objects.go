@@ -187,7 +187,7 @@ thinctl then prints "interrupted: nothing imported" and exits 130.`,
 		},
 	}
 	rm := &cobra.Command{
-		Use: "rm IMAGE...", Aliases: []string{"remove"}, Short: "Remove images (refused while a container uses one)", Args: cobra.MinimumNArgs(1),
+		Use: "rm IMAGE...", Annotations: map[string]string{annObjects: "image"}, Aliases: []string{"remove"}, Short: "Remove images (refused while a container uses one)", Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := a.manager()
 			if err != nil {
@@ -226,7 +226,7 @@ func (a *app) containerCmd() *cobra.Command {
 	var name, size string
 	var vols, mounts []string
 	create := &cobra.Command{
-		Use:   "create --name NAME IMAGE",
+		Use: "create --name NAME IMAGE", Annotations: map[string]string{annObjects: "image"},
 		Short: "Create a container: a writable snapshot of the image's top layer",
 		Example: `  thinctl container create --name web -v data:/var/lib/data -v /srv/www:/www:ro app:v2
   thinctl container create --name db --mount type=volume,source=pg,target=/var/lib/postgresql postgres`,
@@ -289,7 +289,7 @@ func (a *app) containerCmd() *cobra.Command {
 	create.Flags().StringArrayVarP(&vols, "volume", "v", nil, "VOLUME:/path[:ro] or /host/dir:/path[:ro]")
 	create.Flags().StringArrayVar(&mounts, "mount", nil, "type=volume|bind,source=SRC,target=/path[,readonly]")
 	mount := &cobra.Command{
-		Use: "mount NAME DIR", Short: "Mount a container's root filesystem at DIR, with its volumes and bind mounts", Args: cobra.ExactArgs(2),
+		Use: "mount NAME DIR", Annotations: map[string]string{annObjects: "container:1"}, Short: "Mount a container's root filesystem at DIR, with its volumes and bind mounts", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := a.manager()
 			if err != nil {
@@ -307,7 +307,7 @@ func (a *app) containerCmd() *cobra.Command {
 		},
 	}
 	umount := &cobra.Command{
-		Use: "umount NAME", Aliases: []string{"unmount"}, Short: "Unmount a container", Args: cobra.ExactArgs(1),
+		Use: "umount NAME", Annotations: map[string]string{annObjects: "container"}, Aliases: []string{"unmount"}, Short: "Unmount a container", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := a.manager()
 			if err != nil {
@@ -367,6 +367,7 @@ func (a *app) containerCmd() *cobra.Command {
 	var force bool
 	rm := &cobra.Command{
 		Use: "rm NAME...", Aliases: []string{"remove"}, Short: "Remove containers (their changes go; volumes stay)", Args: cobra.MinimumNArgs(1),
+		Annotations: map[string]string{annObjects: "container"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := a.manager()
 			if err != nil {
@@ -383,7 +384,7 @@ func (a *app) containerCmd() *cobra.Command {
 	}
 	rm.Flags().BoolVarP(&force, "force", "f", false, "unmount a mounted container first")
 	commit := &cobra.Command{
-		Use: "commit NAME IMAGE[:TAG]", Short: "Make a new image whose top layer is the container's current state",
+		Use: "commit NAME IMAGE[:TAG]", Annotations: map[string]string{annObjects: "container:1"}, Short: "Make a new image whose top layer is the container's current state",
 		Args: checkInput(cobra.ExactArgs(2), func(args []string) error { return checkImageRef(args[1]) }),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := a.manager()
@@ -517,6 +518,7 @@ func (a *app) volumeCmd() *cobra.Command {
 	var force bool
 	rm := &cobra.Command{
 		Use: "rm NAME...", Aliases: []string{"remove"}, Short: "Remove volumes and their data (refused while a container uses one)", Args: cobra.MinimumNArgs(1),
+		Annotations: map[string]string{annObjects: "volume"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := a.manager()
 			if err != nil {

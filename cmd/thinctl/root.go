@@ -36,6 +36,10 @@ type app struct {
 	// cwd is then the client's working directory, for relative paths.
 	daemon *daemon
 	cwd    string
+	// offline is set for a read-only command run with no daemon: manager
+	// then reads offlinePool, which execute closes.
+	offline     bool
+	offlinePool *thinpool.Pool
 }
 
 // run executes thinctl with args and returns the exit code. Errors are
@@ -54,6 +58,10 @@ func (a *app) execute(ctx context.Context, root *cobra.Command) int {
 	root.SetOut(a.out)
 	root.SetErr(a.err)
 	err := root.ExecuteContext(ctx)
+	if a.offlinePool != nil {
+		err = errors.Join(err, a.offlinePool.Close())
+		a.offlinePool = nil
+	}
 	if err == nil {
 		return 0
 	}
