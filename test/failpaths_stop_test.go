@@ -215,6 +215,105 @@ func TestDaemonStopForce(t *testing.T) {
 	e.check()
 }
 
+// volumeNames lists the volumes by name.
+func (e *env) volumeNames() map[string]bool {
+	e.t.Helper()
+	var vs []struct{ Name string }
+	e.mustJSON(&vs, "volume", "ls")
+	out := map[string]bool{}
+	for _, v := range vs {
+		out[v.Name] = true
+	}
+	return out
+}
+
+// anonVolume returns the anonymous volume a container mounts at target.
+func (e *env) anonVolume(container, target string) string {
+	e.t.Helper()
+	var c struct {
+		Mounts []struct {
+			Type, Source, Target string
+		} `json:"mounts"`
+	}
+	e.mustJSON(&c, "container", "inspect", container)
+	for _, m := range c.Mounts {
+		if m.Target == target && m.Type == "volume" {
+			return m.Source
+		}
+	}
+	e.t.Fatalf("container %s has no volume at %s: %+v", container, target, c.Mounts)
+	return ""
+}
+
+// TestVolumeInUseAndPrune: volume rm, with or without -f, refuses a volume
+// a container uses; volume prune asks first, removes only anonymous unused
+// volumes, and with --all also unused named ones.
+func TestVolumeInUseAndPrune(t *testing.T) {
+	requireTool(t, "mkfs.ext4")
+	e := newEnv(t, "8G")
+	img := writeImage(t, "plain:1", newLayer(t).dir("etc").file("etc/hostname", []byte("plain\n")).bytes())
+	e.must("image", "import", img)
+	e.must("container", "create", "--name", "c1", "-v", "vol2:/data", "plain:1")
+	e.must("volume", "create", "named1", "--size", "1G")
+	e.must("container", "create", "--name", "c2", "-v", "/anon", "plain:1")
+	e.must("container", "create", "--name", "c3", "--mount", "type=volume,target=/scratch", "plain:1")
+	anon2, anon3 := e.anonVolume("c2", "/anon"), e.anonVolume("c3", "/scratch")
+	if anon2 == anon3 || len(anon2) != 64 {
+		t.Fatalf("anonymous volumes %q and %q", anon2, anon3)
+	}
+	var v []struct{ Labels map[string]string }
+	e.mustJSON(&v, "volume", "inspect", anon2)
+	e.must("container", "rm", "c3") // its anonymous volume stays, unused
+
+	for _, args := range [][]string{{"volume", "rm", "vol2"}, {"volume", "rm", "-f", "vol2"}, {"volume", "rm", "--force", anon2}} {
+		msg := e.failsOneLine(args...)
+		if !strings.Contains(msg, "c1") && !strings.Contains(msg, "c2") {
+			t.Fatalf("%v must name the container: %s", args, msg)
+		}
+		if !strings.Contains(msg, "in use") && !strings.Contains(msg, "used by") {
+			t.Fatalf("%v: %s", args, msg)
+		}
+	}
+	root := e.mountContainer("c1")
+	writeSynced(t, filepath.Join(root, "data", "kept"), 64<<10)
+	e.must("container", "umount", "c1")
+
+	all := map[string]bool{"vol2": true, "named1": true, anon2: true, anon3: true}
+	if got := e.volumeNames(); len(got) != len(all) {
+		t.Fatalf("volumes: %v, want %v", got, all)
+	}
+	// No terminal to ask on: refused, nothing removed.
+	msg := e.failsOneLine("volume", "prune")
+	if !strings.Contains(msg, "-f") {
+		t.Fatalf("volume prune without a terminal: %s", msg)
+	}
+	if got := e.volumeNames(); len(got) != len(all) {
+		t.Fatalf("volume prune without -f removed volumes: %v", got)
+	}
+	// -f: the anonymous volume no container uses, only.
+	if out := e.must("volume", "prune", "-f"); !strings.Contains(out, anon3) {
+		t.Fatalf("volume prune -f: %s", out)
+	}
+	delete(all, anon3)
+	if got := e.volumeNames(); len(got) != len(all) || !got["named1"] || !got["vol2"] || !got[anon2] {
+		t.Fatalf("after prune -f: %v", got)
+	}
+	// --all: unused named volumes too.
+	if out := e.must("volume", "prune", "--all", "--force"); !strings.Contains(out, "named1") {
+		t.Fatalf("volume prune --all -f: %s", out)
+	}
+	if got := e.volumeNames(); len(got) != 2 || !got["vol2"] || !got[anon2] {
+		t.Fatalf("after prune --all -f: %v", got)
+	}
+	root = e.mountContainer("c1")
+	if !exists(filepath.Join(root, "data", "kept")) {
+		t.Fatal("the volume in use lost its file")
+	}
+	e.must("container", "umount", "c1")
+	e.must("daemon", "stop")
+	e.check()
+}
+
 // TestListingStartsNoDaemon: with no daemon running, the listing commands
 // answer from the pool file and start none, and commands that fail on a
 // missing object fail the same way without starting one; none of them

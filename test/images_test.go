@@ -788,8 +788,14 @@ func TestContainerVolumesAndBindMounts(t *testing.T) {
 	e.failsOneLine("volume", "create", "prod")
 	e.failsOneLine("volume", "create", "bad/name")
 
-	// prune removes the dangling volumes only.
-	out := e.must("volume", "prune")
+	// prune removes only anonymous volumes (made by a container's -v /path):
+	// these three are named, even the one volume create named at random.
+	if out := e.must("volume", "prune", "-f"); strings.Contains(out, "prod") || strings.Contains(out, anon) {
+		t.Fatalf("volume prune -f removed named volumes: %q", out)
+	}
+	want(ls("dangling=true"), "prod", "dev", anon)
+	// --all removes the dangling volumes, named ones too.
+	out := e.must("volume", "prune", "--all", "-f")
 	for _, n := range []string{"prod", "dev", anon} {
 		if !strings.Contains(out, n+"\n") {
 			t.Fatalf("prune did not remove %s: %q", n, out)

@@ -30,11 +30,15 @@ type MountSpec struct {
 }
 
 // ParseVolumeFlag parses -v SRC:/path[:ro|rw]: SRC is a volume name, or an
-// absolute host path for a bind mount.
+// absolute host path for a bind mount. -v /path alone is an anonymous
+// volume, as in Docker: CreateContainer creates it with a random name.
 func ParseVolumeFlag(s string) (MountSpec, error) {
 	parts := strings.Split(s, ":")
+	if len(parts) == 1 && strings.HasPrefix(s, "/") {
+		return MountSpec{Type: "volume", Target: s}, nil
+	}
 	if len(parts) < 2 || len(parts) > 3 {
-		return MountSpec{}, reasonf(thinpool.ErrInvalid, "-v %q: want SOURCE:/path[:ro]", s)
+		return MountSpec{}, reasonf(thinpool.ErrInvalid, "-v %q: want SOURCE:/path[:ro] or /path", s)
 	}
 	m := MountSpec{Type: "volume", Source: parts[0], Target: parts[1], AutoCreate: true}
 	if strings.HasPrefix(m.Source, "/") {
@@ -79,7 +83,7 @@ func ParseMountFlag(s string) (MountSpec, error) {
 // validate checks a spec, and for a volume mount that it exists (or will be
 // created).
 func (m *Manager) validateMount(s *MountSpec) error {
-	if s.Source == "" || s.Target == "" {
+	if s.Target == "" || (s.Source == "" && s.Type != "volume") {
 		return reasonf(thinpool.ErrInvalid, "mount needs a source and a target")
 	}
 	if !path.IsAbs(s.Target) || path.Clean(s.Target) == "/" {
@@ -99,6 +103,9 @@ func (m *Manager) validateMount(s *MountSpec) error {
 			return reasonf(thinpool.ErrInvalid, "bind source %s is not a directory", s.Source)
 		}
 	case "volume":
+		if s.Source == "" {
+			return nil // anonymous: made by CreateContainer
+		}
 		if err := validObjectName("volume", s.Source); err != nil {
 			return err
 		}
@@ -163,12 +170,29 @@ func (m *Manager) CreateContainer(name string, o ContainerOptions) (*Container, 
 	if _, err := m.pool.Device(dev); err == nil {
 		return nil, reasonf(ErrExists, "container %q already exists", name)
 	}
-	// Volumes named by -v are created first, as Docker does.
-	for _, s := range o.Mounts {
-		if s.Type == "volume" && s.AutoCreate {
+	// Volumes named by -v are created first, as Docker does; so are the
+	// anonymous ones (no source), with random names.
+	var anonymous []string
+	undoAnonymous := func(err error) (*Container, error) {
+		errs := []error{err}
+		for _, v := range anonymous {
+			errs = append(errs, m.pool.Delete(volumePrefix+v))
+		}
+		return nil, errors.Join(errs...)
+	}
+	for i, s := range o.Mounts {
+		switch {
+		case s.Type == "volume" && s.Source == "":
+			v, err := m.createVolume("", VolumeOptions{}, true)
+			if err != nil {
+				return undoAnonymous(err)
+			}
+			anonymous = append(anonymous, v.Name)
+			o.Mounts[i].Source = v.Name
+		case s.Type == "volume" && s.AutoCreate:
 			if _, err := lookup(m.pool, volumePrefix+s.Source, roleVolume, "volume", s.Source); errors.Is(err, ErrNotFound) {
 				if _, err := m.CreateVolume(s.Source, VolumeOptions{}); err != nil {
-					return nil, err
+					return undoAnonymous(err)
 				}
 			}
 		}
@@ -183,17 +207,17 @@ func (m *Manager) CreateContainer(name string, o ContainerOptions) (*Container, 
 	}
 	if _, err := m.pool.SnapshotLabeled(img.name(), dev, false, labels); err != nil {
 		if errors.Is(err, thinpool.ErrExists) {
-			return nil, reasonf(ErrExists, "container %q already exists", name)
+			return undoAnonymous(reasonf(ErrExists, "container %q already exists", name))
 		}
-		return nil, err
+		return undoAnonymous(err)
 	}
 	if grow {
 		if err := m.grow(dev, img.labels[labelFS], o.Size); err != nil {
-			return nil, errors.Join(err, m.pool.Delete(dev))
+			return undoAnonymous(errors.Join(err, m.pool.Delete(dev)))
 		}
 		labels[labelState] = stateReady
 		if err := m.pool.SetLabels(dev, labels); err != nil {
-			return nil, errors.Join(err, m.pool.Delete(dev))
+			return undoAnonymous(errors.Join(err, m.pool.Delete(dev)))
 		}
 	}
 	return m.InspectContainer(name)

@@ -53,7 +53,7 @@ func TestNotAttached(t *testing.T) {
 // package prefix for the CLI to cut, and they still match their kind.
 func TestReasons(t *testing.T) {
 	_, err := ParseVolumeFlag("bad")
-	if !errors.Is(err, thinpool.ErrInvalid) || err.Error() != `-v "bad": want SOURCE:/path[:ro]` {
+	if !errors.Is(err, thinpool.ErrInvalid) || err.Error() != `-v "bad": want SOURCE:/path[:ro] or /path` {
 		t.Fatalf("ParseVolumeFlag: %q", err)
 	}
 	err = validObjectName("container", "-x")

@@ -46,7 +46,8 @@ const (
 	labelMounts = "container.mounts" // JSON []MountSpec
 	labelSizeRq = "container.size"
 
-	labelUser = "user." // prefix of a volume's user labels
+	labelUser      = "user."            // prefix of a volume's user labels
+	labelAnonymous = "volume.anonymous" // "true": made by a container mount with no source
 )
 
 // Roles.

@@ -37,6 +37,9 @@ type Volume struct {
 	Device     string            `json:"Device"`    // the thin device
 	InUseBy    []string          `json:"InUseBy"`   // containers that reference it
 	Mounted    bool              `json:"Mounted"`
+	// Anonymous is set for a volume a container's mount with no source
+	// made (-v /path); volume prune removes only these unless --all.
+	Anonymous bool `json:"Anonymous"`
 }
 
 // Root is the directory under which volumes are mounted: the pool file's
@@ -54,8 +57,14 @@ func randomName() string {
 }
 
 // CreateVolume makes a thin device with its own filesystem. An empty name
-// gets a random one, as Docker does.
+// gets a random one, as Docker does; the volume is still a named one
+// (only a container's mount with no source makes an anonymous volume).
 func (m *Manager) CreateVolume(name string, o VolumeOptions) (*Volume, error) {
+	return m.createVolume(name, o, false)
+}
+
+// createVolume makes a volume; anonymous ones carry labelAnonymous.
+func (m *Manager) createVolume(name string, o VolumeOptions, anonymous bool) (*Volume, error) {
 	if name == "" {
 		name = randomName()
 	}
@@ -74,6 +83,9 @@ func (m *Manager) CreateVolume(name string, o VolumeOptions) (*Volume, error) {
 	labels := map[string]string{labelRole: roleVolume, labelState: stateCreating, labelFS: o.FS, labelCreated: now()}
 	for k, v := range o.Labels {
 		labels[labelUser+k] = v
+	}
+	if anonymous {
+		labels[labelAnonymous] = "true"
 	}
 	dev := volumePrefix + name
 	if _, err := m.pool.CreateThin(dev, (o.Size+thinpool.SectorSize-1)/thinpool.SectorSize*thinpool.SectorSize, labels); err != nil {
@@ -109,6 +121,7 @@ func (m *Manager) volumeView(r record, users map[string][]string) *Volume {
 		CreatedAt: r.created().Format("2006-01-02T15:04:05Z07:00"), Labels: map[string]string{},
 		Options: map[string]string{"size": fmt.Sprint(r.info.Size), "fs": r.labels[labelFS]},
 		Scope:   "local", Size: r.info.Size, Device: r.name(), InUseBy: users[name],
+		Anonymous: r.labels[labelAnonymous] == "true",
 	}
 	if v.InUseBy == nil {
 		v.InUseBy = []string{}
@@ -179,16 +192,16 @@ func (m *Manager) ListVolumes(f VolumeFilter) []*Volume {
 	return out
 }
 
-// RemoveVolume deletes a volume and its data. It is refused while a
-// container references it, unless force (the container then fails to
-// mount until the volume exists again), and while it is mounted.
-func (m *Manager) RemoveVolume(name string, force bool) error {
+// RemoveVolume deletes a volume and its data. As Docker does, it is
+// refused while any container references it, mounted or not (the error
+// names them and matches ErrInUse), and while it is mounted.
+func (m *Manager) RemoveVolume(name string) error {
 	r, err := lookup(m.pool, volumePrefix+name, roleVolume, "volume", name)
 	if err != nil {
 		return err
 	}
-	if users := m.volumeUsers()[name]; len(users) > 0 && !force {
-		return reasonf(ErrInUse, "volume %q is used by container(s) %s", name, strings.Join(users, ", "))
+	if users := m.volumeUsers()[name]; len(users) > 0 {
+		return reasonf(ErrInUse, "volume %q is used by container(s) %s; remove them first", name, strings.Join(users, ", "))
 	}
 	if _, mounted := mountedAt(m.volumeMountpoint(name)); mounted {
 		return reasonf(ErrInUse, "volume %q is mounted at %s by a running container", name, m.volumeMountpoint(name))
@@ -203,16 +216,17 @@ func (m *Manager) RemoveVolume(name string, force bool) error {
 	return nil
 }
 
-// PruneVolumes removes every volume no container references and returns
-// their names.
-func (m *Manager) PruneVolumes() ([]string, error) {
+// PruneVolumes removes the anonymous volumes no container references, and
+// with all the named ones too, as docker volume prune [--all] does. It
+// returns their names.
+func (m *Manager) PruneVolumes(all bool) ([]string, error) {
 	dangling := true
 	var removed []string
 	for _, v := range m.ListVolumes(VolumeFilter{Dangling: &dangling}) {
-		if v.Mounted {
+		if v.Mounted || !(v.Anonymous || all) {
 			continue
 		}
-		if err := m.RemoveVolume(v.Name, false); err != nil {
+		if err := m.RemoveVolume(v.Name); err != nil {
 			return removed, err
 		}
 		removed = append(removed, v.Name)

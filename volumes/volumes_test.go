@@ -5,6 +5,34 @@ import (
 	"testing"
 )
 
+func TestParseVolumeFlagAnonymous(t *testing.T) {
+	tests := []struct {
+		in   string
+		want MountSpec
+		bad  bool
+	}{
+		{in: "/data", want: MountSpec{Type: "volume", Target: "/data"}},
+		{in: "vol:/data", want: MountSpec{Type: "volume", Source: "vol", Target: "/data", AutoCreate: true}},
+		{in: "/host:/data:ro", want: MountSpec{Type: "bind", Source: "/host", Target: "/data", ReadOnly: true}},
+		{in: "data", bad: true},
+		{in: "a:b:c:d", bad: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseVolumeFlag(tc.in)
+			if tc.bad {
+				if err == nil {
+					t.Fatalf("ParseVolumeFlag(%q) = %+v, want an error", tc.in, got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("ParseVolumeFlag(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
 func TestBusyError(t *testing.T) {
 	err := error(&BusyError{Holders: []Holder{
 		{PID: 10, Comm: "sh", Mount: "/mnt/a", How: "cwd"},

@@ -518,6 +518,10 @@ func (a *app) volumeCmd() *cobra.Command {
 	var force bool
 	rm := &cobra.Command{
 		Use: "rm NAME...", Aliases: []string{"remove"}, Short: "Remove volumes and their data (refused while a container uses one)", Args: cobra.MinimumNArgs(1),
+		Long: `Remove volumes and their data. A volume that any container references,
+mounted or not, is refused (the error names the containers), with or without
+-f, as docker volume rm does: remove the containers first. -f only makes a
+volume that does not exist no error.`,
 		Annotations: map[string]string{annObjects: "volume"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := a.manager()
@@ -525,7 +529,11 @@ func (a *app) volumeCmd() *cobra.Command {
 				return err
 			}
 			for _, n := range args {
-				if err := m.RemoveVolume(n, force); err != nil {
+				err := m.RemoveVolume(n)
+				if force && errors.Is(err, volumes.ErrNotFound) {
+					continue
+				}
+				if err != nil {
 					return objectErr(err)
 				}
 				fmt.Fprintln(a.out, n)
@@ -533,15 +541,34 @@ func (a *app) volumeCmd() *cobra.Command {
 			return nil
 		},
 	}
-	rm.Flags().BoolVarP(&force, "force", "f", false, "remove even if a container that is not mounted references it")
+	rm.Flags().BoolVarP(&force, "force", "f", false, "no error for a volume that does not exist (a volume in use is still refused)")
+	var pruneAll, pruneForce bool
 	prune := &cobra.Command{
-		Use: "prune", Short: "Remove every volume no container references", Args: cobra.NoArgs,
+		Use: "prune", Short: "Remove the anonymous volumes no container uses (--all: every unused volume)", Args: cobra.NoArgs,
+		Long: `Remove the anonymous volumes (those a container's -v /path or --mount with no
+source made) that no container references, as docker volume prune does;
+--all removes every volume no container references, named ones too. It asks
+for confirmation on the terminal, and refuses without one, unless -f.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m, err := a.manager()
 			if err != nil {
 				return err
 			}
-			removed, err := m.PruneVolumes()
+			if !pruneForce {
+				what := "anonymous local volumes not used by at least one container"
+				if pruneAll {
+					what = "all local volumes not used by at least one container"
+				}
+				ok, err := a.confirm("WARNING! This will remove " + what + ".\nAre you sure you want to continue? [y/N] ")
+				if err != nil {
+					return fmt.Errorf("volume prune: %w; use -f to prune without asking", err)
+				}
+				if !ok {
+					a.say("Nothing removed")
+					return nil
+				}
+			}
+			removed, err := m.PruneVolumes(pruneAll)
 			for _, n := range removed {
 				fmt.Fprintln(a.out, n)
 			}
@@ -552,6 +579,8 @@ func (a *app) volumeCmd() *cobra.Command {
 			return nil
 		},
 	}
+	prune.Flags().BoolVarP(&pruneAll, "all", "a", false, "also remove unused named volumes")
+	prune.Flags().BoolVarP(&pruneForce, "force", "f", false, "do not ask for confirmation")
 	cmd.AddCommand(create, ls, inspect, rm, prune)
 	return cmd
 }

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
+
+	"golang.org/x/term"
 )
 
 // printJSON writes v as indented JSON.
@@ -44,4 +49,27 @@ func percent(part, total uint64) float64 {
 		return 0
 	}
 	return float64(part) * 100 / float64(total)
+}
+
+// errNoTerminal is returned by confirm when stdin is not a terminal.
+var errNoTerminal = errors.New("stdin is not a terminal to ask for confirmation on")
+
+// confirm prints prompt and reports whether the answer read from the
+// terminal is y or yes. With no terminal on stdin it asks nothing and
+// returns errNoTerminal.
+func (a *app) confirm(prompt string) (bool, error) {
+	f, ok := a.in.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return false, errNoTerminal
+	}
+	fmt.Fprint(a.out, prompt)
+	line, err := bufio.NewReader(f).ReadString('\n')
+	if err != nil && line == "" {
+		return false, nil
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true, nil
+	}
+	return false, nil
 }
