@@ -255,6 +255,12 @@ func TestVolumeInUseAndPrune(t *testing.T) {
 	e.must("image", "import", img)
 	e.must("container", "create", "--name", "c1", "-v", "vol2:/data", "plain:1")
 	e.must("volume", "create", "named1", "--size", "1G")
+	for _, args := range [][]string{{"volume", "rm", "vol2"}, {"volume", "rm", "-f", "vol2"}} {
+		if msg := e.failsOneLine(args...); !strings.Contains(msg, "c1") {
+			t.Fatalf("%v must name the container: %s", args, msg)
+		}
+	}
+	e.must("volume", "inspect", "vol2")
 	e.must("container", "create", "--name", "c2", "-v", "/anon", "plain:1")
 	e.must("container", "create", "--name", "c3", "--mount", "type=volume,target=/scratch", "plain:1")
 	anon2, anon3 := e.anonVolume("c2", "/anon"), e.anonVolume("c3", "/scratch")
@@ -328,7 +334,11 @@ func TestListingStartsNoDaemon(t *testing.T) {
 	rd := volumes.RunDir(e.pool)
 	if exists(rd) {
 		entries, _ := os.ReadDir(rd)
-		t.Fatalf("a clean daemon stop left its run directory %s: %v", rd, entries)
+		t.Errorf("a clean daemon stop left its run directory %s: %v", rd, entries)
+		if m := mountsBelow(t, rd, "\x00"); len(m) > 0 {
+			t.Fatalf("mounts left in %s: %v", rd, m)
+		}
+		os.RemoveAll(rd) // to see whether the commands below make one
 	}
 	noDaemon := func(what string) {
 		t.Helper()
