@@ -403,3 +403,45 @@ func TestListingStartsNoDaemon(t *testing.T) {
 	}
 	e.check()
 }
+
+// TestDaemonStopBusyContainer: a process whose working directory is in a
+// container's volume, bind-mounted under the container's root, keeps
+// 'daemon stop' from tearing anything down; the refusal names the pid and
+// the file synced in the volume reads back, then and after a clean stop
+// and remount.
+func TestDaemonStopBusyContainer(t *testing.T) {
+	requireTool(t, "mkfs.ext4")
+	e := newEnv(t, "8G")
+	img := writeImage(t, "plain:1", newLayer(t).dir("etc").file("etc/hostname", []byte("plain\n")).bytes())
+	e.must("image", "import", img)
+	e.must("container", "create", "--name", "c1", "-v", "vol1:/data", "plain:1")
+	root := e.mountContainer("c1")
+	sum := writeSynced(t, filepath.Join(root, "data", "synced"), 2<<20)
+	holder := holdMount(t, filepath.Join(root, "data"))
+	pid := e.daemonPID()
+
+	msg := e.failsOneLine("daemon", "stop")
+	if !strings.Contains(msg, strconv.Itoa(holder.Process.Pid)) || !strings.Contains(msg, "busy") {
+		t.Fatalf("daemon stop must name pid %d: %q", holder.Process.Pid, msg)
+	}
+	if e.daemonPID() != pid || !mountedHere(t, root) || !mountedHere(t, filepath.Join(root, "data")) {
+		t.Fatal("the refused stop tore something down")
+	}
+	if fileSHA(t, filepath.Join(root, "data", "synced")) != sum {
+		t.Fatal("the synced file in the volume changed after a refused stop")
+	}
+	release(t, holder)
+	e.must("daemon", "stop")
+	waitExit(t, pid, 30*time.Second)
+	if m := mountsBelow(t, e.dir, "\x00"); len(m) > 0 {
+		t.Fatalf("daemon stop left mounts: %v", m)
+	}
+	e.check()
+	root = e.mountContainer("c1")
+	if fileSHA(t, filepath.Join(root, "data", "synced")) != sum {
+		t.Fatal("the synced file in the volume differs after the remount")
+	}
+	e.must("container", "umount", "c1")
+	e.must("daemon", "stop")
+	e.check()
+}
