@@ -198,6 +198,9 @@ func TestDaemonStopForce(t *testing.T) {
 		t.Fatal("the synced file changed under its holder after stop --force")
 	}
 	sum2 := writeSynced(t, filepath.Join(held, "late"), 1<<20)
+	if out := e.must("daemon", "status"); !strings.Contains(out, "stopping") {
+		t.Fatalf("daemon status while the daemon drains: %q", out)
+	}
 	// Other commands are refused while it drains, and say why.
 	if msg := e.fails("device", "ls"); !strings.Contains(msg, "stopping") && !strings.Contains(msg, "in use") {
 		t.Fatalf("device ls while the daemon drains: %q", msg)
@@ -362,6 +365,7 @@ func TestListingStartsNoDaemon(t *testing.T) {
 		{[]string{"volume", "inspect", "vol1"}, `"vol1"`},
 		{[]string{"container", "inspect", "c1"}, `"c1"`},
 		{[]string{"image", "inspect", "plain:1"}, `"plain:1"`},
+		{[]string{"image", "history", "plain:1"}, "LAYER"},
 	} {
 		out := e.must(tc.args...)
 		if !strings.Contains(out, tc.want) {

@@ -213,7 +213,10 @@ func (a *app) daemonCmd() *cobra.Command {
 FUSE files in its run directory, with a loop device on each, and listens on a
 unix socket there (mode 0600, root only). While it runs, every other thinctl
 command for that pool goes through it; without it they open the pool file.
-'device attach' and 'device mount' start it when it is not running.
+'device attach' and 'device mount', and the image, container and volume
+commands that change something, start it when it is not running; listing
+and inspecting never do. SIGTERM stops it as 'daemon stop' does: refused,
+logged and still serving while a process holds one of its mounts.
 
 A systemd unit:
 
@@ -233,7 +236,7 @@ A systemd unit:
 func (a *app) daemonRunCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "run",
-		Short: "Run the daemon in the foreground (for systemd); SIGTERM stops it cleanly",
+		Short: "Run the daemon in the foreground (for systemd); SIGTERM stops it cleanly unless a mount is busy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if os.Geteuid() != 0 {
@@ -608,6 +611,9 @@ type daemonStatus struct {
 	RunDir   string `json:"runDir"`
 	Socket   string `json:"socket"`
 	Attached int    `json:"attached"`
+	// Stopping is set while a forced stop waits for lazily unmounted
+	// filesystems to be released: what holds them.
+	Stopping string `json:"stopping,omitempty"`
 }
 
 func (a *app) daemonStatusCmd() *cobra.Command {
@@ -622,6 +628,9 @@ func (a *app) daemonStatusCmd() *cobra.Command {
 			}
 			st := daemonStatus{Pool: abs, RunDir: volumes.RunDir(abs), Socket: volumes.Socket(volumes.RunDir(abs))}
 			st.PID, st.Running = daemonPID(abs)
+			if b, err := os.ReadFile(filepath.Join(st.RunDir, drainingFile)); err == nil && st.Running {
+				st.Stopping = strings.TrimSpace(string(b))
+			}
 			if a.json {
 				return a.printJSON(st)
 			}
@@ -630,6 +639,9 @@ func (a *app) daemonStatusCmd() *cobra.Command {
 				return &exitError{code: 3}
 			}
 			fmt.Fprintf(a.out, "daemon for %s is running (pid %d)\nrun directory: %s\n", abs, st.PID, st.RunDir)
+			if st.Stopping != "" {
+				fmt.Fprintf(a.out, "stopping: it serves lazily unmounted filesystems until they are released: %s\n", st.Stopping)
+			}
 			return nil
 		},
 	}
