@@ -319,6 +319,15 @@ func TestVolumeInUseAndPrune(t *testing.T) {
 		t.Fatal("the volume in use lost its file")
 	}
 	e.must("container", "umount", "c1")
+	// rm -v removes a container's anonymous volumes, not its named ones.
+	e.must("container", "create", "--name", "c4", "-v", "vol2:/data", "-v", "/cache", "plain:1")
+	anon4 := e.anonVolume("c4", "/cache")
+	if out := e.must("container", "rm", "-v", "c4"); !strings.Contains(out, anon4) {
+		t.Fatalf("container rm -v: %q", out)
+	}
+	if got := e.volumeNames(); len(got) != 2 || !got["vol2"] || !got[anon2] {
+		t.Fatalf("after container rm -v: %v", got)
+	}
 	e.must("daemon", "stop")
 	e.check()
 }

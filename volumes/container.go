@@ -488,3 +488,28 @@ func (m *Manager) RemoveContainer(name string, force bool) error {
 	}
 	return m.pool.Delete(r.name())
 }
+
+// RemoveAnonymousVolumes removes the anonymous volumes that specs mount and
+// that no container references any more, as docker rm -v does; named
+// volumes stay. It returns their names.
+func (m *Manager) RemoveAnonymousVolumes(specs []MountSpec) ([]string, error) {
+	users := m.volumeUsers()
+	var removed []string
+	for _, s := range specs {
+		if s.Type != "volume" || len(users[s.Source]) > 0 {
+			continue
+		}
+		r, err := lookup(m.pool, volumePrefix+s.Source, roleVolume, "volume", s.Source)
+		if errors.Is(err, ErrNotFound) || (err == nil && r.labels[labelAnonymous] != "true") {
+			continue
+		}
+		if err == nil {
+			err = m.RemoveVolume(s.Source)
+		}
+		if err != nil {
+			return removed, err
+		}
+		removed = append(removed, s.Source)
+	}
+	return removed, nil
+}

@@ -364,7 +364,7 @@ func (a *app) containerCmd() *cobra.Command {
 			return a.printJSON(c)
 		},
 	}
-	var force bool
+	var force, rmVolumes bool
 	rm := &cobra.Command{
 		Use: "rm NAME...", Aliases: []string{"remove"}, Short: "Remove containers (their changes go; volumes stay)", Args: cobra.MinimumNArgs(1),
 		Annotations: map[string]string{annObjects: "container"},
@@ -374,15 +374,29 @@ func (a *app) containerCmd() *cobra.Command {
 				return err
 			}
 			for _, n := range args {
+				var specs []volumes.MountSpec
+				if c, err := m.InspectContainer(n); err == nil {
+					specs = c.Mounts
+				}
 				if err := m.RemoveContainer(n, force); err != nil {
 					return objectErr(err)
 				}
 				a.say("Removed container %s", n)
+				if rmVolumes {
+					removed, err := m.RemoveAnonymousVolumes(specs)
+					for _, v := range removed {
+						a.say("Removed anonymous volume %s", v)
+					}
+					if err != nil {
+						return objectErr(err)
+					}
+				}
 			}
 			return nil
 		},
 	}
 	rm.Flags().BoolVarP(&force, "force", "f", false, "unmount a mounted container first")
+	rm.Flags().BoolVarP(&rmVolumes, "volumes", "v", false, "also remove the anonymous volumes it used (named volumes stay)")
 	commit := &cobra.Command{
 		Use: "commit NAME IMAGE[:TAG]", Annotations: map[string]string{annObjects: "container:1"}, Short: "Make a new image whose top layer is the container's current state",
 		Args: checkInput(cobra.ExactArgs(2), func(args []string) error { return checkImageRef(args[1]) }),
