@@ -166,6 +166,8 @@ func (m *Manager) CreateContainer(name string, o ContainerOptions) (*Container, 
 	if o.Size != 0 && o.Size < img.info.Size {
 		return nil, reasonf(thinpool.ErrInvalid, "--size %d is smaller than the image (%d bytes)", o.Size, img.info.Size)
 	}
+	m.volumes.Lock()
+	defer m.volumes.Unlock()
 	dev := containerPrefix + name
 	if _, err := m.pool.Device(dev); err == nil {
 		return nil, reasonf(ErrExists, "container %q already exists", name)
@@ -493,6 +495,8 @@ func (m *Manager) RemoveContainer(name string, force bool) error {
 // that no container references any more, as docker rm -v does; named
 // volumes stay. It returns their names.
 func (m *Manager) RemoveAnonymousVolumes(specs []MountSpec) ([]string, error) {
+	m.volumes.Lock()
+	defer m.volumes.Unlock()
 	users := m.volumeUsers()
 	var removed []string
 	for _, s := range specs {
@@ -504,7 +508,7 @@ func (m *Manager) RemoveAnonymousVolumes(specs []MountSpec) ([]string, error) {
 			continue
 		}
 		if err == nil {
-			err = m.RemoveVolume(s.Source)
+			err = m.removeVolume(s.Source)
 		}
 		if err != nil {
 			return removed, err

@@ -102,6 +102,12 @@ type Manager struct {
 	// import's GC would delete them; two imports would make, or take for
 	// half-made and delete, the same base device or layer.
 	images sync.Mutex
+
+	// volumes serializes what makes volume references and what removes
+	// volumes: a container being created references a volume (perhaps one
+	// it just made) only once its record is committed, and volume rm or
+	// prune in between would find the volume unused.
+	volumes sync.Mutex
 }
 
 // Start cleans whatever a previous daemon of this run directory left

@@ -196,6 +196,13 @@ func (m *Manager) ListVolumes(f VolumeFilter) []*Volume {
 // refused while any container references it, mounted or not (the error
 // names them and matches ErrInUse), and while it is mounted.
 func (m *Manager) RemoveVolume(name string) error {
+	m.volumes.Lock()
+	defer m.volumes.Unlock()
+	return m.removeVolume(name)
+}
+
+// removeVolume is RemoveVolume, called with m.volumes held.
+func (m *Manager) removeVolume(name string) error {
 	r, err := lookup(m.pool, volumePrefix+name, roleVolume, "volume", name)
 	if err != nil {
 		return err
@@ -220,13 +227,15 @@ func (m *Manager) RemoveVolume(name string) error {
 // with all the named ones too, as docker volume prune [--all] does. It
 // returns their names.
 func (m *Manager) PruneVolumes(all bool) ([]string, error) {
+	m.volumes.Lock()
+	defer m.volumes.Unlock()
 	dangling := true
 	var removed []string
 	for _, v := range m.ListVolumes(VolumeFilter{Dangling: &dangling}) {
 		if v.Mounted || !(v.Anonymous || all) {
 			continue
 		}
-		if err := m.RemoveVolume(v.Name); err != nil {
+		if err := m.removeVolume(v.Name); err != nil {
 			return removed, err
 		}
 		removed = append(removed, v.Name)
