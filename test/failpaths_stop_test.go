@@ -404,6 +404,23 @@ func TestListingStartsNoDaemon(t *testing.T) {
 		}
 		noDaemon(strings.Join(tc.args, " "))
 	}
+	// A daemon that cannot start (another process holds the pool's lock)
+	// leaves no run directory either.
+	lock, err := os.Open(e.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"device", "attach", "nosuch"}, {"container", "mount", "c1", filepath.Join(e.dir, "m")}, {"image", "ls"}} {
+		if msg := e.failsOneLine(args...); !strings.Contains(msg, "in use") {
+			t.Fatalf("%v with the pool locked: %s", args, msg)
+		}
+		noDaemon(strings.Join(args, " ") + " with the pool locked")
+	}
+	lock.Close()
+
 	// A command that needs the daemon still starts it, and stop cleans up.
 	e.must("container", "mount", "c1", filepath.Join(e.dir, "m"))
 	if e.daemonPID() == 0 {
