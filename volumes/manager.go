@@ -45,7 +45,7 @@ func RunDir(poolPath string) string {
 // while anything is mounted below it.
 func RemoveRunDir(runDir string) error {
 	if below := mountsUnder(runDir); len(below) > 0 {
-		return fmt.Errorf("%w: not removing %s: %s is mounted", ErrBusy, runDir, below[0])
+		return reasonf(ErrBusy, "not removing %s: %s is mounted", runDir, below[0])
 	}
 	return os.RemoveAll(runDir)
 }
@@ -297,7 +297,7 @@ func (m *Manager) Attach(name string, readOnly bool) (*Attachment, error) {
 		return &c, nil
 	}
 	if m.srv == nil {
-		return nil, fmt.Errorf("%w: attach %q: no daemon serves the pool", ErrBusy, name)
+		return nil, reasonf(ErrBusy, "cannot attach %q: no daemon serves the pool", name)
 	}
 	file := fmt.Sprintf("dev-%d", info.ID)
 	path, err := m.srv.Add(file, thinDev{t: t, space: m.space}, readOnly)
@@ -480,7 +480,7 @@ func (m *Manager) unmountAll() error {
 			return err
 		}
 		if held {
-			return fmt.Errorf("%w: %s (device %q) still holds a filesystem that is mounted elsewhere or lazily unmounted; not detaching it", ErrBusy, a.Loop, a.Device)
+			return reasonf(ErrBusy, "%s (device %q) still holds a filesystem that is mounted elsewhere or lazily unmounted; not detaching it", a.Loop, a.Device)
 		}
 		if err := m.detachLocked(a); err != nil {
 			return err
