@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/thinpool/thinpool/volumes"
 )
 
@@ -218,6 +220,78 @@ func TestDaemonStopForce(t *testing.T) {
 	e.check()
 }
 
+// runPTY runs thinctl with a pseudo-terminal as its stdin, stdout and
+// stderr, answers its y/N question with answer, and returns what it wrote
+// and its exit code.
+func (e *env) runPTY(answer string, args ...string) (string, int) {
+	e.t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer master.Close()
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		e.t.Fatal(err)
+	}
+	n, err := unix.IoctlGetUint32(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	tty, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cmd := exec.Command(thinctlBin, append([]string{"--pool", e.pool}, args...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.Env = append(os.Environ(), "THINPOOL_RUNDIR="+e.runDir)
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	tty.Close()
+	out := make(chan string, 64)
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			k, err := master.Read(b)
+			if k > 0 {
+				out <- string(b[:k])
+			}
+			if err != nil {
+				close(out)
+				return
+			}
+		}
+	}()
+	var got strings.Builder
+	answered := false
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case chunk, ok := <-out:
+			if !ok {
+				code := 0
+				if err := cmd.Wait(); err != nil {
+					code = -1
+					if ee, ok := err.(*exec.ExitError); ok {
+						code = ee.ExitCode()
+					}
+				}
+				return got.String(), code
+			}
+			got.WriteString(chunk)
+			if !answered && strings.Contains(got.String(), "[y/N]") {
+				answered = true
+				if _, err := master.Write([]byte(answer + "\n")); err != nil {
+					e.t.Fatal(err)
+				}
+			}
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			e.t.Fatalf("thinctl %v on a terminal: no end after a minute: %q", args, got.String())
+		}
+	}
+}
+
 // volumeNames lists the volumes by name.
 func (e *env) volumeNames() map[string]bool {
 	e.t.Helper()
@@ -299,6 +373,13 @@ func TestVolumeInUseAndPrune(t *testing.T) {
 	if got := e.volumeNames(); len(got) != len(all) {
 		t.Fatalf("volume prune without -f removed volumes: %v", got)
 	}
+	// On a terminal it asks; anything but y keeps everything.
+	if out, code := e.runPTY("n", "volume", "prune"); code != 0 || !strings.Contains(out, "[y/N]") {
+		t.Fatalf("volume prune answered n: exit %d: %q", code, out)
+	}
+	if got := e.volumeNames(); len(got) != len(all) {
+		t.Fatalf("volume prune answered n removed volumes: %v", got)
+	}
 	// -f: the anonymous volume no container uses, only.
 	if out := e.must("volume", "prune", "-f"); !strings.Contains(out, anon3) {
 		t.Fatalf("volume prune -f: %s", out)
@@ -319,6 +400,16 @@ func TestVolumeInUseAndPrune(t *testing.T) {
 		t.Fatal("the volume in use lost its file")
 	}
 	e.must("container", "umount", "c1")
+	// Answered y on a terminal, prune removes an unused anonymous volume.
+	e.must("container", "create", "--name", "c5", "-v", "/tmp5", "plain:1")
+	anon5 := e.anonVolume("c5", "/tmp5")
+	e.must("container", "rm", "c5")
+	if out, code := e.runPTY("y", "volume", "prune"); code != 0 || !strings.Contains(out, anon5) {
+		t.Fatalf("volume prune answered y: exit %d: %q", code, out)
+	}
+	if got := e.volumeNames(); len(got) != 2 || got[anon5] {
+		t.Fatalf("after prune answered y: %v", got)
+	}
 	// rm -v removes a container's anonymous volumes, not its named ones.
 	e.must("container", "create", "--name", "c4", "-v", "vol2:/data", "-v", "/cache", "plain:1")
 	anon4 := e.anonVolume("c4", "/cache")
