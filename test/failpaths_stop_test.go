@@ -566,3 +566,45 @@ func TestDaemonStopBusyContainer(t *testing.T) {
 	e.must("daemon", "stop")
 	e.check()
 }
+
+// TestDaemonStopForceContainer: --force with a process inside a mounted
+// container's volume lazily unmounts the container (root, volume, binds);
+// the holder goes on reading and writing its volume through the daemon,
+// which exits once it is released; both files are there after a remount.
+func TestDaemonStopForceContainer(t *testing.T) {
+	requireTool(t, "mkfs.ext4")
+	e := newEnv(t, "8G")
+	img := writeImage(t, "plain:1", newLayer(t).dir("etc").file("etc/hostname", []byte("plain\n")).bytes())
+	e.must("image", "import", img)
+	e.must("container", "create", "--name", "c1", "-v", "vol1:/data", "plain:1")
+	root := e.mountContainer("c1")
+	sum := writeSynced(t, filepath.Join(root, "data", "synced"), 2<<20)
+	holder := holdMount(t, filepath.Join(root, "data"))
+	pid := e.daemonPID()
+
+	out := e.must("daemon", "stop", "--force")
+	if !strings.Contains(out, strconv.Itoa(holder.Process.Pid)) {
+		t.Fatalf("daemon stop --force must name pid %d: %q", holder.Process.Pid, out)
+	}
+	if m := mountsBelow(t, e.dir, filepath.Join(e.dir, "run")); len(m) > 0 {
+		t.Fatalf("mounts left in the namespace after stop --force: %v", m)
+	}
+	held := fmt.Sprintf("/proc/%d/cwd", holder.Process.Pid)
+	if fileSHA(t, filepath.Join(held, "synced")) != sum {
+		t.Fatal("the synced file changed under its holder")
+	}
+	sum2 := writeSynced(t, filepath.Join(held, "late"), 256<<10)
+	if e.daemonPID() != pid {
+		t.Fatal("the daemon exited while its filesystem is held")
+	}
+	release(t, holder)
+	waitExit(t, pid, 60*time.Second)
+	e.check()
+	root = e.mountContainer("c1")
+	if fileSHA(t, filepath.Join(root, "data", "synced")) != sum || fileSHA(t, filepath.Join(root, "data", "late")) != sum2 {
+		t.Fatal("files synced before and during the drain differ after the remount")
+	}
+	e.must("container", "umount", "c1")
+	e.must("daemon", "stop")
+	e.check()
+}
