@@ -495,6 +495,12 @@ func TestListingStartsNoDaemon(t *testing.T) {
 		}
 		noDaemon(strings.Join(tc.args, " "))
 	}
+	// volume prune with no terminal to ask on fails before it starts one.
+	if msg := e.failsOneLine("volume", "prune"); !strings.Contains(msg, "-f") {
+		t.Fatalf("volume prune without a terminal: %s", msg)
+	}
+	noDaemon("volume prune without a terminal")
+
 	// A daemon that cannot start (another process holds the pool's lock)
 	// leaves no run directory either.
 	lock, err := os.Open(e.pool)

@@ -280,7 +280,7 @@ func TestListingOffline(t *testing.T) {
 	if _, errOut, _ := thinctl(t, pool, "volume", "inspect", "nosuch"); !strings.Contains(errOut, `volume "nosuch" not found`) {
 		t.Errorf("volume inspect nosuch: %q", errOut)
 	}
-	if _, errOut, code := thinctl(t, pool, "volume", "prune"); code == 0 || !strings.Contains(errOut, "needs the pool daemon") {
+	if _, errOut, code := thinctl(t, pool, "volume", "prune", "-f"); code == 0 || !strings.Contains(errOut, "needs the pool daemon") {
 		t.Errorf("volume prune in-process: exit %d: %q", code, errOut)
 	}
 }

@@ -558,7 +558,14 @@ volume that does not exist no error.`,
 	rm.Flags().BoolVarP(&force, "force", "f", false, "no error for a volume that does not exist (a volume in use is still refused)")
 	var pruneAll, pruneForce bool
 	prune := &cobra.Command{
-		Use: "prune", Short: "Remove the anonymous volumes no container uses (--all: every unused volume)", Args: cobra.NoArgs,
+		Use: "prune", Short: "Remove the anonymous volumes no container uses (--all: every unused volume)",
+		// Without a terminal to ask on it fails before it starts a daemon.
+		Args: checkInput(cobra.NoArgs, func([]string) error {
+			if _, ok := a.terminal(); !ok && !pruneForce {
+				return fmt.Errorf("volume prune: %w; use -f to prune without asking", errNoTerminal)
+			}
+			return nil
+		}),
 		Long: `Remove the anonymous volumes (those a container's -v /path or --mount with no
 source made) that no container references, as docker volume prune does;
 --all removes every volume no container references, named ones too. It asks

@@ -58,8 +58,8 @@ var errNoTerminal = errors.New("stdin is not a terminal to ask for confirmation 
 // terminal is y or yes. With no terminal on stdin it asks nothing and
 // returns errNoTerminal.
 func (a *app) confirm(prompt string) (bool, error) {
-	f, ok := a.in.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
+	f, ok := a.terminal()
+	if !ok {
 		return false, errNoTerminal
 	}
 	fmt.Fprint(a.out, prompt)
@@ -72,4 +72,13 @@ func (a *app) confirm(prompt string) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// terminal returns stdin if it is a terminal.
+func (a *app) terminal() (*os.File, bool) {
+	f, ok := a.in.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil, false
+	}
+	return f, true
 }
