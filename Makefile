@@ -22,7 +22,7 @@ demo: build  ## the main job end to end: pool, device, import, snapshot, diff, i
 docs: build  ## man pages for every command into docs/man
 	./bin/thinctl docs docs/man
 
-test: fmt-check vet  ## gofmt + vet + go test -race (ENABLE_RACE=0 drops -race), one package at a time (loop devices and mounts are machine-wide), then the root tests (skip when not root)
+test: fmt-check vet lint  ## gofmt + vet + lint + go test -race (ENABLE_RACE=0 drops -race), one package at a time (loop devices and mounts are machine-wide), then the root tests (skip when not root)
 	$(GO) test $(RACE) -p 1 -count=1 -timeout $(TIMEOUT) $(PKGS)
 	$(GO) test -tags integration -count=1 -timeout 20m ./test/
 

@@ -79,7 +79,6 @@ type record struct {
 	labels map[string]string
 }
 
-func (r record) role() string { return r.labels[labelRole] }
 func (r record) ready() bool  { return r.labels[labelState] == stateReady }
 func (r record) name() string { return r.info.Name }
 func (r record) created() time.Time {
