@@ -646,7 +646,7 @@ func TestContainerVolumesAndBindMounts(t *testing.T) {
 	var v []map[string]any
 	e.mustJSON(&v, "volume", "inspect", "data")
 	mountpoint := filepath.Join(e.dir, "volumes", "data", "_data")
-	if len(v) != 1 || v[0]["Mountpoint"] != mountpoint || v[0]["Mounted"] != true {
+	if len(v) != 1 || v[0]["mountpoint"] != mountpoint || v[0]["mounted"] != true {
 		t.Fatalf("volume inspect while mounted: %v", v)
 	}
 	if b, err := os.ReadFile(filepath.Join(mountpoint, "hello")); err != nil || string(b) != "persisted\n" {
@@ -763,24 +763,25 @@ func TestContainerVolumesAndBindMounts(t *testing.T) {
 	want(ls("dangling=true", "label=env=dev"), "dev")
 	e.failsOneLine("volume", "ls", "--filter", "color=red")
 
-	// inspect is shaped as docker volume inspect.
+	// inspect has docker volume inspect's fields, in camelCase as all of
+	// thinctl's JSON.
 	e.mustJSON(&v, "volume", "inspect", "dev")
 	d := v[0]
-	for _, k := range []string{"Name", "Driver", "Mountpoint", "CreatedAt", "Labels", "Options", "Scope", "Size", "UsedBytes"} {
+	for _, k := range []string{"name", "driver", "mountpoint", "createdAt", "labels", "options", "scope", "size", "usedBytes"} {
 		if _, ok := d[k]; !ok {
 			t.Fatalf("volume inspect lacks %s: %v", k, d)
 		}
 	}
-	created, _ := d["CreatedAt"].(string)
+	created, _ := d["createdAt"].(string)
 	if ts, err := time.Parse(time.RFC3339, created); err != nil || time.Since(ts) > time.Hour {
-		t.Fatalf("CreatedAt %q: %v", created, err)
+		t.Fatalf("createdAt %q: %v", created, err)
 	}
-	labels, _ := d["Labels"].(map[string]any)
-	opts, _ := d["Options"].(map[string]any)
-	size, _ := d["Size"].(float64)
-	used, _ := d["UsedBytes"].(float64)
-	if d["Name"] != "dev" || d["Driver"] != "thinpool" || d["Scope"] != "local" ||
-		d["Mountpoint"] != filepath.Join(e.dir, "volumes", "dev", "_data") || labels["env"] != "dev" || len(labels) != 1 ||
+	labels, _ := d["labels"].(map[string]any)
+	opts, _ := d["options"].(map[string]any)
+	size, _ := d["size"].(float64)
+	used, _ := d["usedBytes"].(float64)
+	if d["name"] != "dev" || d["driver"] != "thinpool" || d["scope"] != "local" ||
+		d["mountpoint"] != filepath.Join(e.dir, "volumes", "dev", "_data") || labels["env"] != "dev" || len(labels) != 1 ||
 		opts["fs"] != "ext4" || size != 64<<20 || used <= 0 || used > 32<<20 {
 		t.Fatalf("volume inspect: %v", d)
 	}

@@ -25,21 +25,21 @@ type VolumeOptions struct {
 
 // Volume is what 'volume inspect' shows, shaped like docker volume inspect.
 type Volume struct {
-	Name       string            `json:"Name"`
-	Driver     string            `json:"Driver"`
-	Mountpoint string            `json:"Mountpoint"`
-	CreatedAt  string            `json:"CreatedAt"`
-	Labels     map[string]string `json:"Labels"`
-	Options    map[string]string `json:"Options"`
-	Scope      string            `json:"Scope"`
-	Size       int64             `json:"Size"`      // virtual size in bytes
-	UsedBytes  int64             `json:"UsedBytes"` // pool bytes mapped
-	Device     string            `json:"Device"`    // the thin device
-	InUseBy    []string          `json:"InUseBy"`   // containers that reference it
-	Mounted    bool              `json:"Mounted"`
+	Name       string            `json:"name"`
+	Driver     string            `json:"driver"`
+	Mountpoint string            `json:"mountpoint"`
+	CreatedAt  string            `json:"createdAt"`
+	Labels     map[string]string `json:"labels"`
+	Options    map[string]string `json:"options"`
+	Scope      string            `json:"scope"`
+	Size       int64             `json:"size"`      // virtual size in bytes
+	UsedBytes  int64             `json:"usedBytes"` // pool bytes mapped
+	Device     string            `json:"device"`    // the thin device
+	InUseBy    []string          `json:"inUseBy"`   // containers that reference it
+	Mounted    bool              `json:"mounted"`
 	// Anonymous is set for a volume a container's mount with no source
 	// made (-v /path); volume prune removes only these unless --all.
-	Anonymous bool `json:"Anonymous"`
+	Anonymous bool `json:"anonymous"`
 }
 
 // Root is the directory under which volumes are mounted: the pool file's
