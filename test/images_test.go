@@ -641,6 +641,13 @@ func TestContainerVolumesAndBindMounts(t *testing.T) {
 	// -v NAME:/path creates the volume; it keeps its data after the
 	// container is removed.
 	e.must("container", "create", "--name", "c1", "-v", "data:/data", "app-a:1")
+	// -q lists names only, for scripts.
+	if out := e.must("-q", "container", "ls"); out != "c1\n" {
+		t.Fatalf("container ls -q: %q", out)
+	}
+	if out := e.must("-q", "image", "ls"); !strings.Contains(out, "app-a:1\n") || strings.Contains(out, " ") {
+		t.Fatalf("image ls -q: %q", out)
+	}
 	root := e.mountContainer("c1")
 	mustChroot(t, root, "echo persisted > /data/hello; sync -f /data")
 	var v []map[string]any

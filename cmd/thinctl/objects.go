@@ -135,6 +135,12 @@ thinctl then prints "interrupted: nothing imported" and exits 130.`,
 			if a.json {
 				return a.printJSON(nonNil(imgs))
 			}
+			if a.quiet { // names, for scripts: thinctl image rm $(thinctl -q image ls)
+				for _, im := range imgs {
+					fmt.Fprintln(a.out, im.Name)
+				}
+				return nil
+			}
 			rows := [][]string{{"IMAGE", "ID", "LAYERS", "SIZE", "SHARED", "UNIQUE", "CONTAINERS", "CREATED"}}
 			for _, im := range imgs {
 				rows = append(rows, []string{im.Name, shortID(im.ID), fmt.Sprint(len(im.Layers)), formatSize(im.Size),
@@ -330,6 +336,12 @@ func (a *app) containerCmd() *cobra.Command {
 			cs := m.ListContainers()
 			if a.json {
 				return a.printJSON(nonNil(cs))
+			}
+			if a.quiet {
+				for _, c := range cs {
+					fmt.Fprintln(a.out, c.Name)
+				}
+				return nil
 			}
 			rows := [][]string{{"NAME", "IMAGE", "SIZE USED", "VOLUMES", "MOUNTED AT"}}
 			for _, c := range cs {
