@@ -31,7 +31,7 @@ func (h *harness) thinPool(dir string, dataSize int64) (*thinDaemon, error) {
 		return nil, err
 	}
 	pool := filepath.Join(d, "pool.img")
-	t := &thinDaemon{h: h, pool: pool, env: []string{"THINPOOL_RUNDIR=" + filepath.Join(d, "run"), "THINPOOL=" + pool}}
+	t := &thinDaemon{h: h, pool: pool, env: []string{"THINPOOL_RUN_DIR=" + filepath.Join(d, "run"), "THINPOOL=" + pool}}
 	if _, err := t.ctl("pool", "create", "--size", strconv.FormatInt(dataSize, 10)+"B"); err != nil {
 		return nil, err
 	}
@@ -40,7 +40,7 @@ func (h *harness) thinPool(dir string, dataSize int64) (*thinDaemon, error) {
 
 // thinPoolAt starts a daemon on an existing pool.
 func (h *harness) thinPoolAt(pool string) (*thinDaemon, error) {
-	t := &thinDaemon{h: h, pool: pool, env: []string{"THINPOOL_RUNDIR=" + filepath.Join(filepath.Dir(pool), "run"), "THINPOOL=" + pool}}
+	t := &thinDaemon{h: h, pool: pool, env: []string{"THINPOOL_RUN_DIR=" + filepath.Join(filepath.Dir(pool), "run"), "THINPOOL=" + pool}}
 	return t, t.start()
 }
 

@@ -105,7 +105,7 @@ func (e *env) interrupt(started func() bool, args ...string) (string, int, time.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, thinctlBin, append([]string{"--pool", e.pool}, args...)...)
-	cmd.Env = append(os.Environ(), "THINPOOL_RUNDIR="+e.runDir)
+	cmd.Env = append(os.Environ(), "THINPOOL_RUN_DIR="+e.runDir)
 	cmd.WaitDelay = 10 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -20,7 +20,7 @@ func newEnvCreate(t *testing.T, args ...string) *env {
 	requireRoot(t)
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir, pool: filepath.Join(dir, "pool.img"), runDir: filepath.Join(dir, "run")}
-	t.Setenv("THINPOOL_RUNDIR", e.runDir)
+	t.Setenv("THINPOOL_RUN_DIR", e.runDir)
 	t.Cleanup(e.cleanup)
 	e.must(append([]string{"pool", "create"}, args...)...)
 	return e
@@ -154,7 +154,7 @@ func TestAutoextendNoHostRoom(t *testing.T) {
 		}
 	})
 	e := &env{t: t, dir: host, pool: filepath.Join(host, "pool.img"), runDir: filepath.Join(t.TempDir(), "run")}
-	t.Setenv("THINPOOL_RUNDIR", e.runDir)
+	t.Setenv("THINPOOL_RUN_DIR", e.runDir)
 	t.Cleanup(e.cleanup)
 	e.must("pool", "create", "--size", "32M", "--metadata-size", "4M", "--autoextend-threshold", "80", "--autoextend-percent", "20")
 	e.must("device", "create", "data", "--size", "256M")

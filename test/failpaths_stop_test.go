@@ -243,7 +243,7 @@ func (e *env) runPTY(answer string, args ...string) (string, int) {
 	}
 	cmd := exec.Command(thinctlBin, append([]string{"--pool", e.pool}, args...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-	cmd.Env = append(os.Environ(), "THINPOOL_RUNDIR="+e.runDir)
+	cmd.Env = append(os.Environ(), "THINPOOL_RUN_DIR="+e.runDir)
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func newEnv(t *testing.T, size string) *env {
 	requireRoot(t)
 	dir := t.TempDir()
 	e := &env{t: t, dir: dir, pool: filepath.Join(dir, "pool.img"), runDir: filepath.Join(dir, "run")}
-	t.Setenv("THINPOOL_RUNDIR", e.runDir)
+	t.Setenv("THINPOOL_RUN_DIR", e.runDir)
 	t.Cleanup(e.cleanup)
 	e.must("pool", "create", "--size", size)
 	return e
@@ -102,7 +102,7 @@ func (e *env) run(timeout time.Duration, args ...string) (string, string, int) {
 	cmd := exec.CommandContext(ctx, thinctlBin, append([]string{"--pool", e.pool}, args...)...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	cmd.Env = append(os.Environ(), "THINPOOL_RUNDIR="+e.runDir)
+	cmd.Env = append(os.Environ(), "THINPOOL_RUN_DIR="+e.runDir)
 	err := cmd.Run()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {

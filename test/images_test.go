@@ -1170,7 +1170,7 @@ func testImportKill9(t *testing.T, phase string, killNow func(stacks string) boo
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, thinctlBin, "--pool", e.pool, "image", "import", img)
-	cmd.Env = append(os.Environ(), "THINPOOL_RUNDIR="+e.runDir)
+	cmd.Env = append(os.Environ(), "THINPOOL_RUN_DIR="+e.runDir)
 	cmd.WaitDelay = 10 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

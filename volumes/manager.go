@@ -21,17 +21,30 @@ import (
 )
 
 // DefaultRunBase is where daemons keep their run directories; the
-// THINPOOL_RUNDIR environment variable overrides it.
+// RunBaseEnv environment variable (thinctl's --run-dir) overrides it.
 const DefaultRunBase = "/run/thinpool"
 
-// RunDir is the run directory of the daemon that owns the pool at path:
-// a directory named after a hash of the pool's absolute path, holding the
-// socket, the FUSE mount and the log.
-func RunDir(poolPath string) string {
-	base := os.Getenv("THINPOOL_RUNDIR")
-	if base == "" {
-		base = DefaultRunBase
+// RunBaseEnv names the environment variable that overrides DefaultRunBase,
+// so that tests and independent daemons never share a directory. A daemon
+// that thinctl starts inherits it.
+const RunBaseEnv = "THINPOOL_RUN_DIR"
+
+// RunBase is the directory that holds the daemons' run directories.
+func RunBase() string {
+	if base := os.Getenv(RunBaseEnv); base != "" {
+		return base
 	}
+	if base := os.Getenv("THINPOOL_RUNDIR"); base != "" { // its name before --run-dir
+		return base
+	}
+	return DefaultRunBase
+}
+
+// RunDir is the run directory of the daemon that owns the pool at path:
+// a directory under RunBase named after a hash of the pool's absolute path,
+// holding the socket, the FUSE mount, the pid file and the log.
+func RunDir(poolPath string) string {
+	base := RunBase()
 	abs, err := filepath.Abs(poolPath)
 	if err != nil {
 		abs = poolPath

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/thinpool/thinpool/thinpool"
+	"github.com/thinpool/thinpool/volumes"
 )
 
 // thinctl runs the CLI in-process on pool and returns stdout, stderr and the
@@ -282,5 +283,30 @@ func TestListingOffline(t *testing.T) {
 	}
 	if _, errOut, code := thinctl(t, pool, "volume", "prune", "-f"); code == 0 || !strings.Contains(errOut, "needs the pool daemon") {
 		t.Errorf("volume prune in-process: exit %d: %q", code, errOut)
+	}
+}
+
+// TestRunDirFlag: --run-dir, or THINPOOL_RUN_DIR, says where the daemon's
+// run directory is; the flag wins over the environment.
+func TestRunDirFlag(t *testing.T) {
+	pool := newPool(t, "1G")
+	dir := t.TempDir()
+	t.Setenv(volumes.RunBaseEnv, filepath.Join(dir, "env")) // restored after the test, flag or not
+	status := func(args ...string) (st struct {
+		RunDir string `json:"runDir"`
+		Socket string `json:"socket"`
+	}) {
+		t.Helper()
+		out := mustRun(t, pool, append(args, "--json", "daemon", "status")...)
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		return st
+	}
+	if st := status(); filepath.Dir(st.RunDir) != filepath.Join(dir, "env") || filepath.Dir(st.Socket) != st.RunDir {
+		t.Fatalf("with %s: %+v", volumes.RunBaseEnv, st)
+	}
+	if st := status("--run-dir", filepath.Join(dir, "flag")); filepath.Dir(st.RunDir) != filepath.Join(dir, "flag") {
+		t.Fatalf("with --run-dir: %+v", st)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thinpool/thinpool/thinpool"
+	"github.com/thinpool/thinpool/volumes"
 )
 
 // DefaultPool is the pool file used when neither --pool nor THINPOOL is set.
@@ -29,6 +30,7 @@ type app struct {
 	poolPath string
 	json     bool
 	quiet    bool
+	runBase  string // --run-dir
 
 	// rawArgs are the arguments as given, for forwarding to the daemon.
 	rawArgs []string
@@ -112,8 +114,19 @@ it (--size 100 is 100 MiB); --block-size takes a bare number in KiB, as
 lvcreate --chunksize, and --data-offset in bytes, as losetup --offset.
 Growing takes +SIZE as lvextend -L +1G does: 'pool grow --size +10G',
 'device resize web --size +1G'.`,
-		SilenceUsage:      true,
-		PersistentPreRunE: func(cmd *cobra.Command, args []string) error { return a.forward(cmd, args) },
+		SilenceUsage: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if a.runBase != "" {
+				// Through the environment, so that a daemon this command
+				// starts inherits it.
+				abs, err := filepath.Abs(a.runBase)
+				if err != nil {
+					return err
+				}
+				os.Setenv(volumes.RunBaseEnv, abs)
+			}
+			return a.forward(cmd, args)
+		},
 		SilenceErrors:     true,
 		Version:           version,
 		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: false},
@@ -126,6 +139,7 @@ Growing takes +SIZE as lvextend -L +1G does: 'pool grow --size +10G',
 	pf.StringVar(&a.poolPath, "pool", def, "pool file (env THINPOOL)")
 	pf.BoolVar(&a.json, "json", false, "print JSON instead of tables")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only what scripts need; no progress bars")
+	pf.StringVar(&a.runBase, "run-dir", "", "where pool daemons keep their sockets, FUSE mounts, pid and log files (env "+volumes.RunBaseEnv+"; default "+volumes.DefaultRunBase+")")
 	root.AddCommand(a.poolCmd(), a.deviceCmd(), a.snapshotCmd(), a.versionCmd(), a.daemonCmd())
 	root.AddCommand(a.imageCmd(), a.containerCmd(), a.volumeCmd(), a.infoCmd())
 	root.AddCommand(a.benchCmd(), a.docsCmd(root))
