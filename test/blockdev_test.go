@@ -109,7 +109,17 @@ func TestReadOnlySnapshotAttachesReadOnly(t *testing.T) {
 	if got := strings.TrimSpace(mustSh(t, time.Minute, "blockdev --getro "+dev)); got != "1" {
 		t.Fatalf("blockdev --getro = %q", got)
 	}
+	var st struct {
+		Attached int `json:"attached"`
+	}
+	e.mustJSON(&st, "daemon", "status")
+	if st.Attached != 1 {
+		t.Fatalf("daemon status: %d attached, want 1", st.Attached)
+	}
 	e.must("device", "detach", "ro")
+	if e.mustJSON(&st, "daemon", "status"); st.Attached != 0 {
+		t.Fatalf("daemon status after detach: %d attached, want 0", st.Attached)
+	}
 }
 
 // TestFioVerify checks data integrity with fio --verify=crc32c on the raw

@@ -603,6 +603,21 @@ func (d *daemon) stopHere(a *app, force bool) error {
 	return nil
 }
 
+// attachedLoops counts the loop devices whose backing file is in the FUSE
+// mount of the run directory: the devices its daemon has attached.
+// REF: https://docs.kernel.org/admin-guide/abi-stable-files.html (/sys/block/loopN/loop/backing_file)
+func attachedLoops(runDir string) int {
+	dir := filepath.Join(runDir, "fuse") + "/"
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	n := 0
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), dir) {
+			n++
+		}
+	}
+	return n
+}
+
 // daemonStatus is the JSON of 'daemon status'.
 type daemonStatus struct {
 	Pool     string `json:"pool"`
@@ -628,6 +643,9 @@ func (a *app) daemonStatusCmd() *cobra.Command {
 			}
 			st := daemonStatus{Pool: abs, RunDir: volumes.RunDir(abs), Socket: volumes.Socket(volumes.RunDir(abs))}
 			st.PID, st.Running = daemonPID(abs)
+			if st.Running {
+				st.Attached = attachedLoops(st.RunDir)
+			}
 			if b, err := os.ReadFile(filepath.Join(st.RunDir, drainingFile)); err == nil && st.Running {
 				st.Stopping = strings.TrimSpace(string(b))
 			}
@@ -638,7 +656,7 @@ func (a *app) daemonStatusCmd() *cobra.Command {
 				fmt.Fprintf(a.out, "daemon for %s is not running\n", abs)
 				return &exitError{code: 3}
 			}
-			fmt.Fprintf(a.out, "daemon for %s is running (pid %d)\nrun directory: %s\n", abs, st.PID, st.RunDir)
+			fmt.Fprintf(a.out, "daemon for %s is running (pid %d)\nrun directory: %s\nattached devices: %d\n", abs, st.PID, st.RunDir, st.Attached)
 			if st.Stopping != "" {
 				fmt.Fprintf(a.out, "stopping: it serves lazily unmounted filesystems until they are released: %s\n", st.Stopping)
 			}
