@@ -60,13 +60,7 @@ const scanTimeout = 10 * time.Second
 // volume and bind mounts) and the loop devices themselves. It reads /proc
 // and never touches the filesystems, so a stuck one cannot hang it.
 func (m *Manager) Holders() ([]Holder, error) {
-	m.mu.Lock()
-	var loops []string
-	for _, a := range m.att {
-		loops = append(loops, a.Loop)
-	}
-	m.mu.Unlock()
-	w, err := watchMounts(loops)
+	w, err := m.watchAttached()
 	if err != nil {
 		return nil, err
 	}
@@ -285,4 +279,15 @@ func heldByFilesystem(dev string) (bool, error) {
 	}
 	unix.Close(fd)
 	return false, nil
+}
+
+// watchAttached returns the mounts of the loop devices attached now.
+func (m *Manager) watchAttached() (*watch, error) {
+	m.mu.Lock()
+	loops := make([]string, 0, len(m.att))
+	for _, a := range m.att {
+		loops = append(loops, a.Loop)
+	}
+	m.mu.Unlock()
+	return watchMounts(loops)
 }

@@ -511,13 +511,7 @@ func (m *Manager) UnmountLazily() ([]Holder, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	var loops []string
-	for _, a := range m.att {
-		loops = append(loops, a.Loop)
-	}
-	m.mu.Unlock()
-	w, err := watchMounts(loops)
+	w, err := m.watchAttached()
 	if err != nil {
 		return nil, err
 	}
