@@ -531,21 +531,29 @@ func TestListingStartsNoDaemon(t *testing.T) {
 	e.check()
 }
 
+// busyContainer mounts container c1 with volume vol1 at /data, writes and
+// syncs data/synced (its sha is sum), and starts a process holding the
+// volume; pid is the daemon's.
+func busyContainer(t *testing.T) (e *env, root, sum string, holder *exec.Cmd, pid int) {
+	t.Helper()
+	requireTool(t, "mkfs.ext4")
+	e = newEnv(t, "8G")
+	img := writeImage(t, "plain:1", newLayer(t).dir("etc").file("etc/hostname", []byte("plain\n")).bytes())
+	e.must("image", "import", img)
+	e.must("container", "create", "--name", "c1", "-v", "vol1:/data", "plain:1")
+	root = e.mountContainer("c1")
+	sum = writeSynced(t, filepath.Join(root, "data", "synced"), 2<<20)
+	holder = holdMount(t, filepath.Join(root, "data"))
+	return e, root, sum, holder, e.daemonPID()
+}
+
 // TestDaemonStopBusyContainer: a process whose working directory is in a
 // container's volume, bind-mounted under the container's root, keeps
 // 'daemon stop' from tearing anything down; the refusal names the pid and
 // the file synced in the volume reads back, then and after a clean stop
 // and remount.
 func TestDaemonStopBusyContainer(t *testing.T) {
-	requireTool(t, "mkfs.ext4")
-	e := newEnv(t, "8G")
-	img := writeImage(t, "plain:1", newLayer(t).dir("etc").file("etc/hostname", []byte("plain\n")).bytes())
-	e.must("image", "import", img)
-	e.must("container", "create", "--name", "c1", "-v", "vol1:/data", "plain:1")
-	root := e.mountContainer("c1")
-	sum := writeSynced(t, filepath.Join(root, "data", "synced"), 2<<20)
-	holder := holdMount(t, filepath.Join(root, "data"))
-	pid := e.daemonPID()
+	e, root, sum, holder, pid := busyContainer(t)
 
 	msg := e.failsOneLine("daemon", "stop")
 	if !strings.Contains(msg, strconv.Itoa(holder.Process.Pid)) || !strings.Contains(msg, "busy") {
@@ -578,15 +586,7 @@ func TestDaemonStopBusyContainer(t *testing.T) {
 // the holder goes on reading and writing its volume through the daemon,
 // which exits once it is released; both files are there after a remount.
 func TestDaemonStopForceContainer(t *testing.T) {
-	requireTool(t, "mkfs.ext4")
-	e := newEnv(t, "8G")
-	img := writeImage(t, "plain:1", newLayer(t).dir("etc").file("etc/hostname", []byte("plain\n")).bytes())
-	e.must("image", "import", img)
-	e.must("container", "create", "--name", "c1", "-v", "vol1:/data", "plain:1")
-	root := e.mountContainer("c1")
-	sum := writeSynced(t, filepath.Join(root, "data", "synced"), 2<<20)
-	holder := holdMount(t, filepath.Join(root, "data"))
-	pid := e.daemonPID()
+	e, _, sum, holder, pid := busyContainer(t)
 
 	out := e.must("daemon", "stop", "--force")
 	if !strings.Contains(out, strconv.Itoa(holder.Process.Pid)) {
@@ -606,7 +606,7 @@ func TestDaemonStopForceContainer(t *testing.T) {
 	release(t, holder)
 	waitExit(t, pid, 60*time.Second)
 	e.check()
-	root = e.mountContainer("c1")
+	root := e.mountContainer("c1")
 	if fileSHA(t, filepath.Join(root, "data", "synced")) != sum || fileSHA(t, filepath.Join(root, "data", "late")) != sum2 {
 		t.Fatal("files synced before and during the drain differ after the remount")
 	}
