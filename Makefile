@@ -8,13 +8,38 @@ RACE      := $(if $(filter 0,$(ENABLE_RACE)),,-race)
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: help build demo docs test test-root crashtest test-invariants fmt-check vet lint fuzz bench bench-deps bench-quick bench-engine check
+.PHONY: help build install uninstall demo docs test test-root crashtest test-invariants fmt-check vet lint fuzz bench bench-deps bench-quick bench-engine check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 build:  ## build bin/thinctl
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/thinctl ./cmd/thinctl
+
+# Where make install puts things; DESTDIR stages them (packaging).
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+INSTALLED  := $(BINDIR)/thinctl $(SYSTEMDDIR)/thinpool.service $(BASHCOMPDIR)/thinctl $(ZSHCOMPDIR)/_thinctl $(FISHCOMPDIR)/thinctl.fish
+
+install: build  ## bin/thinctl, its man pages, bash/zsh/fish completion and the systemd unit (contrib/systemd) under DESTDIR/PREFIX (default /usr/local)
+	install -D -m 0755 bin/thinctl $(DESTDIR)$(BINDIR)/thinctl
+	rm -rf bin/man && ./bin/thinctl -q docs bin/man
+	install -d $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 bin/man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) $(DESTDIR)$(SYSTEMDDIR)
+	./bin/thinctl completion bash > $(DESTDIR)$(BASHCOMPDIR)/thinctl
+	./bin/thinctl completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_thinctl
+	./bin/thinctl completion fish > $(DESTDIR)$(FISHCOMPDIR)/thinctl.fish
+	sed 's|@BINDIR@|$(BINDIR)|g' contrib/systemd/thinpool.service.in > $(DESTDIR)$(SYSTEMDDIR)/thinpool.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/thinpool.service
+
+uninstall:  ## remove what make install put in place (same DESTDIR and PREFIX)
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED)) $(DESTDIR)$(MANDIR)/man8/thinctl.8 $(DESTDIR)$(MANDIR)/man8/thinctl-*.8
 
 demo: build  ## the main job end to end: pool, device, import, snapshot, diff, info (DEMO_DIR to keep it)
 	./scripts/demo.sh

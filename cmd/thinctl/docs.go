@@ -7,15 +7,17 @@ import (
 	"github.com/spf13/cobra/doc"
 )
 
-// docsCmd writes man pages (and markdown) for every command; hidden, used by
-// 'make docs'.
+// docsCmd writes man pages (or markdown) for every command; 'make docs' and
+// 'make install' use it.
 func (a *app) docsCmd(root *cobra.Command) *cobra.Command {
 	var markdown bool
 	cmd := &cobra.Command{
-		Use:    "docs DIR",
-		Short:  "Write man pages for every command into DIR",
-		Hidden: true,
-		Args:   cobra.ExactArgs(1),
+		Use:   "docs DIR",
+		Short: "Write man pages (section 8) or markdown for every command into DIR",
+		Long: `Write one man page per command (thinctl.8, thinctl-device-create.8, ...)
+into DIR, or markdown with --markdown. 'make install' installs them; read one
+with 'man -l DIR/thinctl-pool-create.8'.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := os.MkdirAll(args[0], 0o755); err != nil {
 				return err
