@@ -1,11 +1,11 @@
 package thinpool
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"time"
 
+	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/extent"
 )
 
@@ -53,7 +53,7 @@ func (p *Pool) lookup(name string) (*device, error) {
 	}
 	d, ok := p.st.names[name]
 	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrNotFound, name)
+		return nil, errdefs.Newf(ErrNotFound, "device %q not found", name)
 	}
 	return d, nil
 }
@@ -78,7 +78,7 @@ func (p *Pool) DeviceByID(id DevID) (*Thin, error) {
 	}
 	d, ok := p.st.devs[id]
 	if !ok {
-		return nil, fmt.Errorf("%w: id %d", ErrNotFound, id)
+		return nil, errdefs.Newf(ErrNotFound, "device id %d not found", id)
 	}
 	return &Thin{p: p, d: d}, nil
 }
@@ -112,8 +112,12 @@ func (p *Pool) Snapshot(origin, name string, readOnly bool) (*Thin, error) {
 // atomically with it.
 func (p *Pool) SnapshotLabeled(origin, name string, readOnly bool, labels map[string]string) (*Thin, error) {
 	p.mu.RLock()
-	d, err := p.lookup(origin)
+	err := p.usable()
+	d, ok := p.st.names[origin]
 	p.mu.RUnlock()
+	if err == nil && !ok {
+		err = errdefs.Newf(ErrNotFound, "origin %q not found", origin)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +141,7 @@ func (p *Pool) create(kind opKind, meta *devMeta, origin *device) (*Thin, error)
 	if origin != nil {
 		if origin.deleted {
 			p.mu.Unlock()
-			return nil, fmt.Errorf("%w: %q", ErrNotFound, origin.meta.name)
+			return nil, errdefs.Newf(ErrNotFound, "origin %q not found", origin.meta.name)
 		}
 		meta.origin, meta.size = origin.meta.id, origin.meta.size
 		extra += origin.m.Len() * growSnapshot
@@ -148,7 +152,7 @@ func (p *Pool) create(kind opKind, meta *devMeta, origin *device) (*Thin, error)
 	}
 	if _, ok := p.st.names[meta.name]; ok {
 		p.mu.Unlock()
-		return nil, fmt.Errorf("%w: %q", ErrExists, meta.name)
+		return nil, errdefs.Newf(ErrExists, "device %q already exists", meta.name)
 	}
 	if err := validateLabels(meta.labels); err != nil {
 		p.mu.Unlock()
@@ -181,7 +185,7 @@ func (p *Pool) Delete(name string) error {
 	d.wgate.Lock()
 	p.mu.Lock()
 	if err = p.usable(); err == nil && d.deleted {
-		err = fmt.Errorf("%w: %q", ErrNotFound, name)
+		err = errdefs.Newf(ErrNotFound, "device %q not found", name)
 	}
 	if err == nil {
 		// Dropping references can split reference runs (M1).
@@ -228,7 +232,7 @@ func (p *Pool) Rename(name, newName string) error {
 	}
 	return p.update(name, func(m *devMeta) error {
 		if _, ok := p.st.names[newName]; ok && newName != name {
-			return fmt.Errorf("%w: %q", ErrExists, newName)
+			return errdefs.Newf(ErrExists, "device %q already exists", newName)
 		}
 		m.name = newName
 		return nil
@@ -245,7 +249,7 @@ func (p *Pool) Resize(name string, size int64) error {
 			return invalidf("cannot shrink %q from %d to %d bytes", name, m.size, size)
 		}
 		if m.readOnly() {
-			return fmt.Errorf("%w: %q", ErrReadOnly, name)
+			return errdefs.Newf(ErrReadOnly, "device %q is read-only", name)
 		}
 		m.size = uint64(size)
 		return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/thinpool/thinpool/errdefs"
 )
 
 // File is the pool's backing storage. All pool I/O goes through it, so tests
@@ -144,19 +147,26 @@ func (o *osFile) writeZeros(off, n int64) error {
 
 // openLocked opens path and takes an exclusive flock on it, failing with
 // ErrLocked (naming the holder's pid when /proc/locks shows it) if another
-// open file description holds it.
+// open file description holds it. A missing file or a permission error is
+// worded with the path and matches errdefs.ErrNotFound or
+// errdefs.ErrPermission as well as the *fs.PathError.
 func openLocked(path string, flag int) (*osFile, error) {
 	f, err := os.OpenFile(path, flag, 0o600)
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, errdefs.Wrapf(err, errdefs.ErrNotFound, "pool %s does not exist", path)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, errdefs.Wrapf(err, errdefs.ErrPermission, "pool %s: permission denied", path)
+	case err != nil:
 		return nil, err
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		defer f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			if pid := lockHolder(f); pid > 0 {
-				return nil, fmt.Errorf("%w by pid %d", ErrLocked, pid)
+				return nil, errdefs.Newf(ErrLocked, "pool %s is in use by pid %d", path, pid)
 			}
-			return nil, ErrLocked
+			return nil, errdefs.Newf(ErrLocked, "pool %s is in use", path)
 		}
 		return nil, err
 	}

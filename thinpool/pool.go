@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/extent"
 )
 
@@ -146,7 +147,7 @@ func Create(path string, o Options) (*Pool, error) {
 	f, err := openLocked(path, os.O_RDWR|os.O_CREATE|os.O_EXCL)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("%w: pool %s already exists", ErrExists, path)
+			return nil, errdefs.Newf(ErrExists, "pool %s already exists", path)
 		}
 		return nil, err
 	}
@@ -165,7 +166,9 @@ func Create(path string, o Options) (*Pool, error) {
 }
 
 // Open opens the pool file at path, recovering it after a crash, and locks it
-// against other processes.
+// against other processes. Its errors name the pool: `pool /x does not
+// exist` (errdefs.ErrNotFound and fs.ErrNotExist), `pool /x is in use by pid
+// N` (ErrLocked), `pool /x is corrupt: …` (a *CorruptionError with Path set).
 func Open(path string) (*Pool, error) {
 	f, err := openLocked(path, os.O_RDWR)
 	if err != nil {
@@ -174,6 +177,9 @@ func Open(path string) (*Pool, error) {
 	p, err := OpenFile(f)
 	if err != nil {
 		f.Close()
+		if ce := (*CorruptionError)(nil); errors.As(err, &ce) {
+			ce.Path = path
+		}
 		return nil, err
 	}
 	p.path = path
@@ -407,9 +413,14 @@ func (p *Pool) usable() error {
 		return ErrClosed
 	}
 	if p.failed != nil {
-		return fmt.Errorf("%w: %w", ErrFailed, p.failed)
+		return failedErr(p.failed)
 	}
 	return nil
+}
+
+// failedErr is the ErrFailed of a pool that failed with err.
+func failedErr(err error) error {
+	return errdefs.Newf(ErrFailed, "pool failed, reopen it: %w", err)
 }
 
 // fail puts the pool in the failed state after a metadata write error.
@@ -419,7 +430,7 @@ func (p *Pool) fail(err error) error {
 		p.failed = err
 	}
 	p.mu.Unlock()
-	return fmt.Errorf("%w: %w", ErrFailed, err)
+	return failedErr(err)
 }
 
 // log appends o to the open transaction, merging it into the previous
@@ -665,7 +676,7 @@ func (p *Pool) releaseFrees() error {
 	if p.failed == nil {
 		p.failed = failed
 	}
-	return fmt.Errorf("%w: %w", ErrFailed, failed)
+	return failedErr(failed)
 }
 
 // Close commits, writes a checkpoint and closes the file. Handles to the

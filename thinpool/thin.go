@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/extent"
 )
 
@@ -71,7 +72,7 @@ func (t *Thin) live() error {
 		return err
 	}
 	if t.d.deleted {
-		return fmt.Errorf("%w: %q was deleted", ErrNotFound, t.d.meta.name)
+		return errdefs.Newf(ErrNotFound, "device %q was deleted", t.d.meta.name)
 	}
 	return nil
 }
@@ -83,10 +84,10 @@ func (t *Thin) checkWrite(off, n int64) error {
 		return err
 	}
 	if t.d.meta.readOnly() {
-		return fmt.Errorf("%w: %q", ErrReadOnly, t.d.meta.name)
+		return errdefs.Newf(ErrReadOnly, "device %q is read-only", t.d.meta.name)
 	}
 	if off < 0 || n < 0 || off+n > int64(t.d.meta.size) || off+n < off {
-		return fmt.Errorf("%w: %d+%d on %q of %d bytes", ErrOutOfRange, off, n, t.d.meta.name, t.d.meta.size)
+		return errdefs.Newf(ErrOutOfRange, "device %q of %d bytes: %d+%d is out of range", t.d.meta.name, t.d.meta.size, off, n)
 	}
 	return nil
 }
@@ -126,7 +127,7 @@ func (t *Thin) ReadAt(b []byte, off int64) (int, error) {
 	size := int64(t.d.meta.size)
 	if off < 0 {
 		p.mu.RUnlock()
-		return 0, fmt.Errorf("%w: negative offset %d", ErrOutOfRange, off)
+		return 0, errdefs.Newf(ErrOutOfRange, "device %q: negative offset %d", t.d.meta.name, off)
 	}
 	var eof error
 	if int64(len(b)) > size-off { // not off+len(b), which may overflow
