@@ -4,29 +4,33 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+
+	"github.com/thinpool/thinpool/errdefs"
 )
 
+// Each sentinel but ErrAborted (a forced close, of no kind) matches its kind
+// in errdefs with errors.Is as well as itself.
 var (
 	// ErrBusy is returned when something still holds what the call would
 	// tear down: a device file that is open (usually by a loop device), a
 	// FUSE mount with open files, a loop device that is still open after
 	// LOOP_CLR_FD, or a mounted filesystem. When the kernel said EBUSY the
 	// error matches both ErrBusy and syscall.EBUSY.
-	ErrBusy = errors.New("blockdev: busy")
+	ErrBusy = errdefs.New(errdefs.ErrInUse, "blockdev: busy")
 	// ErrExists is returned when Add is given a name that is already served.
-	ErrExists = errors.New("blockdev: device already served")
+	ErrExists = errdefs.New(errdefs.ErrAlreadyExists, "blockdev: device already served")
 	// ErrNotFound is returned when a name is not served, or a loop device
 	// does not exist.
-	ErrNotFound = errors.New("blockdev: not found")
+	ErrNotFound = errdefs.New(errdefs.ErrNotFound, "blockdev: not found")
 	// ErrInvalid is returned for bad arguments: an empty name, a name with a
 	// slash, a nil Device, an unknown filesystem type.
-	ErrInvalid = errors.New("blockdev: invalid argument")
+	ErrInvalid = errdefs.New(errdefs.ErrInvalidArgument, "blockdev: invalid argument")
 	// ErrClosed is returned by every call on a closed Server.
-	ErrClosed = errors.New("blockdev: server is closed")
+	ErrClosed = errdefs.New(errdefs.ErrFailedPrecondition, "blockdev: server is closed")
 	// ErrStale is returned by Serve when its directory is the mount point of
 	// a FUSE server that is gone ("transport endpoint is not connected");
 	// run Cleanup on the directory first.
-	ErrStale = errors.New("blockdev: stale FUSE mount")
+	ErrStale = errdefs.New(errdefs.ErrFailedPrecondition, "blockdev: stale FUSE mount")
 	// ErrAborted is returned by Close when unmounting did not finish in time
 	// and the FUSE connection had to be aborted and lazily unmounted.
 	ErrAborted = errors.New("blockdev: FUSE connection aborted")
