@@ -48,8 +48,8 @@ func (e *BusyError) Error() string {
 	return b.String()
 }
 
-// Is makes a BusyError match ErrInUse.
-func (e *BusyError) Is(target error) bool { return target == ErrInUse }
+// Unwrap makes a BusyError match ErrInUse, and so errdefs.ErrInUse.
+func (e *BusyError) Unwrap() error { return ErrInUse }
 
 // scanTimeout bounds a scan of /proc: reading a process's maps waits for
 // its memory lock, which a process stuck in I/O can hold.

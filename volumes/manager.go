@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinpool/thinpool/blockdev"
+	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/thinpool"
 )
 
@@ -71,10 +72,10 @@ func fuseDir(runDir string) string { return filepath.Join(runDir, "fuse") }
 var (
 	// ErrBusy is returned when a device is attached or mounted and the
 	// operation needs it not to be.
-	ErrBusy = errors.New("volumes: device is busy")
+	ErrBusy = errdefs.New(errdefs.ErrInUse, "volumes: device is busy")
 	// ErrNotAttached is returned by Detach and Umount for a device that is
 	// not attached or mounted.
-	ErrNotAttached = errors.New("volumes: not attached")
+	ErrNotAttached = errdefs.New(errdefs.ErrNotFound, "volumes: not attached")
 )
 
 // Attachment is a thin device served as a loop device.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/thinpool"
 )
 
@@ -66,11 +67,11 @@ const (
 
 var (
 	// ErrNotFound is returned for a missing image, container or volume.
-	ErrNotFound = errors.New("volumes: not found")
+	ErrNotFound = errdefs.New(errdefs.ErrNotFound, "volumes: not found")
 	// ErrExists is returned when the name of a new object is taken.
-	ErrExists = errors.New("volumes: already exists")
+	ErrExists = errdefs.New(errdefs.ErrAlreadyExists, "volumes: already exists")
 	// ErrInUse is returned when removing an object that another needs.
-	ErrInUse = errors.New("volumes: in use")
+	ErrInUse = errdefs.New(errdefs.ErrInUse, "volumes: in use")
 )
 
 // record is a device seen as an object of the model.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/thinpool/thinpool/errdefs"
 )
 
 // Request is one thinctl invocation forwarded to the daemon: the daemon runs
@@ -214,7 +216,7 @@ func (s *Listener) CloseWait(d time.Duration) error {
 }
 
 // ErrNoDaemon is returned by Forward when no daemon listens on the socket.
-var ErrNoDaemon = errors.New("volumes: no daemon is running")
+var ErrNoDaemon = errdefs.New(errdefs.ErrUnavailable, "volumes: no daemon is running")
 
 // Forward sends req with the three streams to the daemon at sock, waits
 // for it to finish and returns its exit code. When ctx ends first, it asks
