@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/thinpool/thinpool/bench"
+	"github.com/thinpool/thinpool/errdefs"
 )
 
 func (a *app) benchCmd() *cobra.Command {
@@ -65,18 +66,18 @@ that --out writes.`,
 					return err
 				}
 				if n < 64<<20 {
-					return fmt.Errorf("bad --size %s: at least 64 MiB", size)
+					return errdefs.Newf(errdefs.ErrInvalidArgument, "bad --size %s: at least 64 MiB", size)
 				}
 				cfg.Size = n
 			}
 			if cfg.Runs < 1 || cfg.Runtime <= 0 || cfg.Ramp < 0 {
-				return errors.New("--runs and --runtime must be positive")
+				return errdefs.New(errdefs.ErrInvalidArgument, "--runs and --runtime must be positive")
 			}
 			if dir != "" {
 				cfg.Dir = dir
 			}
 			if st, err := os.Stat(cfg.Dir); err != nil || !st.IsDir() {
-				return fmt.Errorf("bad --dir %s: not a directory", cfg.Dir)
+				return errdefs.Newf(errdefs.ErrInvalidArgument, "bad --dir %s: not a directory", cfg.Dir)
 			}
 			cfg.Targets, cfg.Workloads = targets, workloads
 			exe, err := os.Executable()

@@ -25,7 +25,7 @@ func (a *app) manager() (*volumes.Manager, error) {
 	if a.offlinePool == nil {
 		p, err := thinpool.Open(a.poolPath)
 		if err != nil {
-			return nil, a.poolErr(err)
+			return nil, hintPool(err)
 		}
 		a.offlinePool = p
 	}
@@ -47,7 +47,7 @@ func (a *app) deviceBlockCmds() []*cobra.Command {
 			}
 			at, err := m.Attach(args[0], ro)
 			if err != nil {
-				return objErr(err, "device", args[0])
+				return err
 			}
 			if a.json {
 				return a.printJSON(at)
@@ -67,7 +67,7 @@ func (a *app) deviceBlockCmds() []*cobra.Command {
 				return volumes.NotAttached(args[0])
 			}
 			if err := a.daemon.mgr.Detach(args[0]); err != nil {
-				return objErr(err, "device", args[0])
+				return err
 			}
 			a.say("Detached %s", args[0])
 			return nil
@@ -95,7 +95,7 @@ reformatted.`,
 			}
 			res, err := m.Mount(args[0], a.abs(args[1]), volumes.MountOptions{Mkfs: mkfs, ReadOnly: mro, Options: opts})
 			if err != nil {
-				return objErr(err, "device", args[0])
+				return err
 			}
 			if a.json {
 				return a.printJSON(res)
@@ -126,7 +126,7 @@ reformatted.`,
 				key = a.abs(key) // a directory or /dev/loopN, not a device name
 			}
 			if err := m.Umount(key); err != nil {
-				return objErr(err, "device", args[0])
+				return err
 			}
 			a.say("Unmounted and detached %s", args[0])
 			return nil

@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes"
 )
@@ -137,6 +141,8 @@ func TestPoolInfoWarning(t *testing.T) {
 	}
 }
 
+// TestErrors walks the CLI's error cases: each fails with its message and
+// the exit code of its kind, and changes nothing.
 func TestErrors(t *testing.T) {
 	pool := newPool(t, "1G")
 	mustRun(t, pool, "device", "create", "web", "--size", "100M")
@@ -147,42 +153,43 @@ func TestErrors(t *testing.T) {
 		pool string
 		args []string
 		want string
+		code int
 	}{
-		{"pool missing", missing, []string{"device", "ls"}, "does not exist"},
-		{"pool exists", pool, []string{"pool", "create"}, "already exists"},
-		{"pool bad size", missing, []string{"pool", "create", "--size", "lots"}, `bad size "lots"`},
-		{"pool bad block size", missing, []string{"pool", "create", "--block-size", "48K"}, "block size"},
-		{"pool too small", missing, []string{"pool", "create", "--size", "4K"}, "smaller than one block"},
-		{"grow nothing", pool, []string{"pool", "grow"}, "needs --size or --metadata-size"},
-		{"grow smaller", pool, []string{"pool", "grow", "--size", "512M"}, "not larger"},
-		{"create no size", pool, []string{"device", "create", "x"}, "needs --size"},
-		{"create zero size", pool, []string{"device", "create", "x", "--size", "0"}, "more than 0"},
-		{"create bad size", pool, []string{"device", "create", "x", "--size", "1X"}, "bad size"},
-		{"create slash", pool, []string{"device", "create", "a/b", "--size", "1G"}, "contains '/'"},
-		{"create empty name", pool, []string{"device", "create", "", "--size", "1G"}, "empty name"},
-		{"create duplicate", pool, []string{"device", "create", "web", "--size", "1G"}, `device "web" already exists`},
-		{"create bad label", pool, []string{"device", "create", "x", "--size", "1G", "--label", "novalue"}, "bad label"},
-		{"inspect missing", pool, []string{"device", "inspect", "nope"}, `device "nope" not found`},
-		{"rm missing", pool, []string{"device", "rm", "nope"}, `device "nope" not found`},
-		{"rm with snapshots", pool, []string{"device", "rm", "web"}, "has 1 snapshots (web-ro); use -f"},
-		{"resize missing", pool, []string{"device", "resize", "nope", "--size", "1G"}, `device "nope" not found`},
-		{"resize shrink", pool, []string{"device", "resize", "web", "--size", "10M"}, "shrinking"},
-		{"resize ro", pool, []string{"device", "resize", "web-ro", "--size", "1G"}, "read-only"},
-		{"rename missing", pool, []string{"device", "rename", "nope", "x"}, `device "nope" not found`},
-		{"rename onto existing", pool, []string{"device", "rename", "web", "web-ro"}, `device "web-ro" already exists`},
-		{"rename bad", pool, []string{"device", "rename", "web", "."}, "reserved"},
-		{"snapshot missing origin", pool, []string{"snapshot", "create", "nope", "s"}, `origin "nope" not found`},
-		{"snapshot duplicate", pool, []string{"snapshot", "create", "web", "web-ro"}, `device "web-ro" already exists`},
-		{"snapshot bad name", pool, []string{"snapshot", "create", "web", "a b"}, "space"},
-		{"unknown command", pool, []string{"frobnicate"}, "unknown command"},
-		{"extra args", pool, []string{"device", "ls", "x"}, "unknown command"},
+		{"pool missing", missing, []string{"device", "ls"}, "does not exist", exitNotFound},
+		{"pool exists", pool, []string{"pool", "create"}, "already exists", exitExists},
+		{"pool bad size", missing, []string{"pool", "create", "--size", "lots"}, `bad size "lots"`, exitInvalid},
+		{"pool bad block size", missing, []string{"pool", "create", "--block-size", "48K"}, "block size", exitInvalid},
+		{"pool too small", missing, []string{"pool", "create", "--size", "4K"}, "smaller than one block", exitInvalid},
+		{"grow nothing", pool, []string{"pool", "grow"}, "needs --size or --metadata-size", exitInvalid},
+		{"grow smaller", pool, []string{"pool", "grow", "--size", "512M"}, "not larger", exitInvalid},
+		{"create no size", pool, []string{"device", "create", "x"}, "needs --size", exitInvalid},
+		{"create zero size", pool, []string{"device", "create", "x", "--size", "0"}, "more than 0", exitInvalid},
+		{"create bad size", pool, []string{"device", "create", "x", "--size", "1X"}, "bad size", exitInvalid},
+		{"create slash", pool, []string{"device", "create", "a/b", "--size", "1G"}, "contains '/'", exitInvalid},
+		{"create empty name", pool, []string{"device", "create", "", "--size", "1G"}, "empty name", exitInvalid},
+		{"create duplicate", pool, []string{"device", "create", "web", "--size", "1G"}, `device "web" already exists`, exitExists},
+		{"create bad label", pool, []string{"device", "create", "x", "--size", "1G", "--label", "novalue"}, "bad label", exitInvalid},
+		{"inspect missing", pool, []string{"device", "inspect", "nope"}, `device "nope" not found`, exitNotFound},
+		{"rm missing", pool, []string{"device", "rm", "nope"}, `device "nope" not found`, exitNotFound},
+		{"rm with snapshots", pool, []string{"device", "rm", "web"}, "has 1 snapshots (web-ro); use -f", exitPrecondition},
+		{"resize missing", pool, []string{"device", "resize", "nope", "--size", "1G"}, `device "nope" not found`, exitNotFound},
+		{"resize shrink", pool, []string{"device", "resize", "web", "--size", "10M"}, "shrinking", exitInvalid},
+		{"resize ro", pool, []string{"device", "resize", "web-ro", "--size", "1G"}, "read-only", exitPrecondition},
+		{"rename missing", pool, []string{"device", "rename", "nope", "x"}, `device "nope" not found`, exitNotFound},
+		{"rename onto existing", pool, []string{"device", "rename", "web", "web-ro"}, `device "web-ro" already exists`, exitExists},
+		{"rename bad", pool, []string{"device", "rename", "web", "."}, "reserved", exitInvalid},
+		{"snapshot missing origin", pool, []string{"snapshot", "create", "nope", "s"}, `device "nope" not found`, exitNotFound},
+		{"snapshot duplicate", pool, []string{"snapshot", "create", "web", "web-ro"}, `device "web-ro" already exists`, exitExists},
+		{"snapshot bad name", pool, []string{"snapshot", "create", "web", "a b"}, "space", exitInvalid},
+		{"unknown command", pool, []string{"frobnicate"}, "unknown command", exitInvalid},
+		{"extra args", pool, []string{"device", "ls", "x"}, "unknown command", exitInvalid},
 	}
 	before := mustRun(t, pool, "--json", "device", "ls")
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			out, errOut, code := thinctl(t, tc.pool, tc.args...)
-			if code == 0 {
-				t.Fatalf("exit 0, want failure; out %q", out)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; out %q, stderr %q", code, tc.code, out, errOut)
 			}
 			if !strings.Contains(errOut, tc.want) {
 				t.Fatalf("stderr %q, want it to contain %q", errOut, tc.want)
@@ -250,7 +257,7 @@ func TestCorruptPool(t *testing.T) {
 	f.WriteAt(bytes.Repeat([]byte{0xff}, 8192), 0)
 	f.Close()
 	_, errOut, code := thinctl(t, pool, "pool", "check")
-	if code != 1 || !strings.Contains(errOut, "is corrupt") {
+	if code != exitCorrupt || !strings.Contains(errOut, "pool "+pool+" is corrupt: ") {
 		t.Fatalf("check of corrupt pool: exit %d %q", code, errOut)
 	}
 }
@@ -308,5 +315,49 @@ func TestRunDirFlag(t *testing.T) {
 	}
 	if st := status("--run-dir", filepath.Join(dir, "flag")); filepath.Dir(st.RunDir) != filepath.Join(dir, "flag") {
 		t.Fatalf("with --run-dir: %+v", st)
+	}
+}
+
+// TestExitCodes: the kinds TestErrors does not reach each exit with their
+// code and one line: a pool locked by another open, a full pool, and
+// (through exitCode, as they need a non-root user or a daemon) permission
+// and an unreachable daemon.
+func TestExitCodes(t *testing.T) {
+	pool := newPool(t, "64M")
+	p, err := thinpool.Open(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := thinctl(t, pool, "device", "ls")
+	p.Close()
+	if code != exitInUse || !strings.HasPrefix(errOut, "thinctl: pool "+pool+" is in use") || strings.Count(errOut, "\n") != 1 {
+		t.Errorf("device ls on a locked pool: exit %d, %q", code, errOut)
+	}
+
+	full := filepath.Join(t.TempDir(), "pool.img")
+	mustRun(t, full, "pool", "create", "--size", "512K")
+	var out, stderr bytes.Buffer
+	code = run([]string{"--pool", full, "device", "import", "web", "-", "--size", "4M"}, bytes.NewReader(bytes.Repeat([]byte{1}, 4<<20)), &out, &stderr)
+	if msg := stderr.String(); code != exitNoSpace || !strings.Contains(msg, "no free data blocks") || strings.Count(msg, "\n") != 1 || strings.Count(msg, "thinpool: ") > 1 {
+		t.Errorf("import into a full pool: exit %d, %q", code, msg)
+	}
+
+	for _, tc := range []struct {
+		err  error
+		code int
+	}{
+		{errdefs.Newf(errdefs.ErrPermission, "pool %s: permission denied", pool), exitPermission},
+		{&fs.PathError{Op: "open", Path: "/dev/loop0", Err: syscall.EACCES}, exitPermission},
+		{fmt.Errorf("pool daemon for %s: %w", pool, volumes.ErrNoDaemon), exitUnavailable},
+		{&fs.PathError{Op: "open", Path: "x.tar", Err: syscall.ENOENT}, exitNotFound},
+		{fmt.Errorf("write: %w", thinpool.ErrMetadataFull), exitNoSpace},
+		{&thinpool.CorruptionError{Off: -1, What: "x"}, exitCorrupt},
+		{&volumes.BusyError{}, exitInUse},
+		{&exitError{code: 130, msg: "interrupted: nothing imported"}, 130},
+		{errors.New("boom"), exitFailure},
+	} {
+		if got := exitCode(tc.err); got != tc.code {
+			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.code)
+		}
 	}
 }

@@ -130,7 +130,7 @@ func (a *app) checkObjects(cmd *cobra.Command, args []string) error {
 		return nil // a daemon is starting: it will answer
 	}
 	if err != nil {
-		return a.poolErr(err)
+		return hintPool(err)
 	}
 	defer p.Close()
 	m := volumes.Offline(p)
@@ -139,7 +139,7 @@ func (a *app) checkObjects(cmd *cobra.Command, args []string) error {
 		switch kind {
 		case "device":
 			if _, err = p.Device(name); err != nil {
-				return objErr(err, "device", name)
+				return err
 			}
 		case "image":
 			_, err = m.InspectImage(name)
@@ -149,7 +149,7 @@ func (a *app) checkObjects(cmd *cobra.Command, args []string) error {
 			_, err = m.InspectVolume(name)
 		}
 		if errors.Is(err, volumes.ErrNotFound) {
-			return objectErr(err)
+			return err
 		}
 	}
 	return nil
@@ -260,7 +260,7 @@ func runDaemon(poolPath string, logw interface{ Write([]byte) (int, error) }) er
 	logger := log.New(logw, "thinpool: ", log.LstdFlags)
 	p, err := thinpool.Open(poolPath)
 	if err != nil {
-		return (&app{poolPath: poolPath}).poolErr(err)
+		return hintPool(err)
 	}
 	runDir := volumes.RunDir(poolPath)
 	mgr, err := volumes.Start(p, runDir, logger.Printf)
@@ -394,8 +394,8 @@ func (a *app) startDaemon(abs string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("attaching devices needs root: the pool daemon mounts FUSE and attaches loop devices")
 	}
-	if _, err := os.Stat(abs); err != nil {
-		return a.poolErr(err)
+	if err := statPool(abs); err != nil {
+		return err
 	}
 	runDir := volumes.RunDir(abs)
 	_, statErr := os.Stat(runDir)

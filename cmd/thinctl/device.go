@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes"
 )
@@ -68,7 +69,7 @@ func deviceView(p *thinpool.Pool, t *thinpool.Thin) (deviceJSON, error) {
 func (a *app) device(p *thinpool.Pool, name string) (*thinpool.Thin, error) {
 	t, err := p.Device(name)
 	if err != nil {
-		return nil, objErr(err, "device", name)
+		return nil, err
 	}
 	return t, nil
 }
@@ -81,7 +82,7 @@ func parseLabels(specs []string) (map[string]string, error) {
 	for _, s := range specs {
 		k, v, ok := strings.Cut(s, "=")
 		if !ok || k == "" {
-			return nil, fmt.Errorf("bad label %q: want KEY=VALUE", s)
+			return nil, errdefs.Newf(errdefs.ErrInvalidArgument, "bad label %q: want KEY=VALUE", s)
 		}
 		m[k] = v
 	}
@@ -99,26 +100,26 @@ func (a *app) deviceCreateCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if size == "" {
-				return fmt.Errorf("device create needs --size")
+				return errdefs.Newf(errdefs.ErrInvalidArgument, "device create needs --size")
 			}
 			n, err := parseSize(size)
 			if err != nil {
 				return err
 			}
 			if n <= 0 {
-				return fmt.Errorf("device size must be more than 0")
+				return errdefs.Newf(errdefs.ErrInvalidArgument, "device size must be more than 0")
 			}
 			lm, err := parseLabels(labels)
 			if err != nil {
 				return err
 			}
 			if err := thinpool.ValidateName(name); err != nil {
-				return objErr(err, "device", name)
+				return err
 			}
 			return a.withPool(func(p *thinpool.Pool) error {
 				t, err := p.CreateThin(name, roundUp(n, thinpool.SectorSize), lm)
 				if err != nil {
-					return objErr(err, "device", name)
+					return err
 				}
 				a.warnOvercommit(p)
 				return a.printDevice(p, t, "Created device %q (%s)")
@@ -269,7 +270,7 @@ func (a *app) deviceInspectCmd() *cobra.Command {
 						return a.printJSON(d)
 					}
 				}
-				return fmt.Errorf("device %q not found", args[0])
+				return errdefs.Newf(thinpool.ErrNotFound, "device %q not found", args[0])
 			})
 		},
 	}
@@ -296,12 +297,12 @@ func (a *app) deviceRmCmd() *cobra.Command {
 					}
 					if !force {
 						if kids := snapshotsOf(p, t.ID()); len(kids) > 0 {
-							return fmt.Errorf("device %q has %d snapshots (%s); use -f to remove it anyway (the snapshots stay)",
+							return errdefs.Newf(errdefs.ErrFailedPrecondition, "device %q has %d snapshots (%s); use -f to remove it anyway (the snapshots stay)",
 								name, len(kids), strings.Join(kids, ", "))
 						}
 					}
 					if err := p.Delete(name); err != nil {
-						return objErr(err, "device", name)
+						return err
 					}
 					a.say("Removed device %q", name)
 				}
@@ -334,7 +335,7 @@ func (a *app) deviceResizeCmd() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if size == "" {
-				return fmt.Errorf("device resize needs --size")
+				return errdefs.Newf(errdefs.ErrInvalidArgument, "device resize needs --size")
 			}
 			change, err := parseSizeChange(size)
 			if err != nil {
@@ -351,10 +352,10 @@ func (a *app) deviceResizeCmd() *cobra.Command {
 				}
 				n = roundUp(n, thinpool.SectorSize)
 				if n < t.Size() {
-					return fmt.Errorf("device %q is %s: shrinking to %s is not supported", args[0], formatSize(t.Size()), formatSize(n))
+					return errdefs.Newf(errdefs.ErrInvalidArgument, "device %q is %s: shrinking to %s is not supported", args[0], formatSize(t.Size()), formatSize(n))
 				}
 				if err := p.Resize(args[0], n); err != nil {
-					return objErr(err, "device", args[0])
+					return err
 				}
 				a.warnOvercommit(p)
 				if a.daemon != nil {
@@ -377,14 +378,14 @@ func (a *app) deviceRenameCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := thinpool.ValidateName(args[1]); err != nil {
-				return objErr(err, "device", args[1])
+				return err
 			}
 			return a.withPool(func(p *thinpool.Pool) error {
 				if _, err := a.device(p, args[0]); err != nil {
 					return err
 				}
 				if err := p.Rename(args[0], args[1]); err != nil {
-					return objErr(err, "device", args[1])
+					return err
 				}
 				a.say("Renamed device %q to %q", args[0], args[1])
 				return nil
@@ -409,11 +410,11 @@ func (a *app) snapshotCmd() *cobra.Command {
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := thinpool.ValidateName(args[1]); err != nil {
-				return objErr(err, "device", args[1])
+				return err
 			}
 			return a.withPool(func(p *thinpool.Pool) error {
 				if _, err := p.Device(args[0]); err != nil {
-					return objErr(err, "origin", args[0])
+					return err
 				}
 				if freeze != "" {
 					thaw, err := a.freeze(freeze)
@@ -424,7 +425,7 @@ func (a *app) snapshotCmd() *cobra.Command {
 				}
 				t, err := p.Snapshot(args[0], args[1], ro)
 				if err != nil {
-					return objErr(err, "device", args[1])
+					return err
 				}
 				a.warnOvercommit(p)
 				return a.printDevice(p, t, "Created snapshot %q (%s) of "+fmt.Sprintf("%q", args[0]))

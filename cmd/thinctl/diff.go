@@ -41,7 +41,7 @@ are what was written to either since the snapshot was taken.`,
 				}
 				ranges, err := p.Diff(args[0], args[1])
 				if err != nil {
-					return objErr(err, "device", args[0]+" or "+args[1])
+					return err
 				}
 				return a.printDiff(args[0], args[1], p.BlockSize(), ranges)
 			})

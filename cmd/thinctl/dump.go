@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/thinpool/thinxml"
 )
@@ -169,7 +170,7 @@ func (a *app) poolRestoreCmd() *cobra.Command {
 				return err
 			}
 			if dataOffset != "" && dataPath == "" {
-				return fmt.Errorf("--data-offset needs --data")
+				return errdefs.Newf(errdefs.ErrInvalidArgument, "--data-offset needs --data")
 			}
 			if o.size, err = dumpOptSize(size, bareMiB); err != nil {
 				return err
@@ -181,7 +182,7 @@ func (a *app) poolRestoreCmd() *cobra.Command {
 				return err
 			}
 			if dumpPathExists(a.poolPath) {
-				return fmt.Errorf("pool %s already exists", a.poolPath)
+				return errdefs.Newf(thinpool.ErrExists, "pool %s already exists", a.poolPath)
 			}
 			sb, err := a.readDump(args[0])
 			if err != nil {
@@ -233,9 +234,9 @@ func (a *app) readDump(path string) (*thinxml.Superblock, error) {
 	var xe *thinxml.Error
 	switch {
 	case errors.As(err, &xe) && xe.Line > 0:
-		return nil, fmt.Errorf("%s:%d: %s", path, xe.Line, xe.Msg)
+		return nil, errdefs.Newf(errdefs.ErrInvalidArgument, "%s:%d: %s", path, xe.Line, xe.Msg)
 	case errors.As(err, &xe):
-		return nil, fmt.Errorf("%s: %s", path, xe.Msg)
+		return nil, errdefs.Newf(errdefs.ErrInvalidArgument, "%s: %s", path, xe.Msg)
 	case err != nil:
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
@@ -245,12 +246,12 @@ func (a *app) readDump(path string) (*thinxml.Superblock, error) {
 func (a *app) restore(sb *thinxml.Superblock, dataPath string, o restoreOptions) error {
 	bs := int64(sb.DataBlockSize) * thinpool.SectorSize
 	if sb.NrDataBlocks > uint64(math.MaxInt64/bs) {
-		return fmt.Errorf("the dump's data device (%d blocks of %s) is too large", sb.NrDataBlocks, formatSize(bs))
+		return errdefs.Newf(errdefs.ErrInvalidArgument, "the dump's data device (%d blocks of %s) is too large", sb.NrDataBlocks, formatSize(bs))
 	}
 	opts := thinpool.Options{BlockSize: bs, DataSize: int64(sb.NrDataBlocks) * bs, MetadataSize: o.metaSize}
 	if o.size != 0 {
 		if o.size < opts.DataSize {
-			return fmt.Errorf("--size %s is smaller than the dump's data device (%s)", formatSize(o.size), formatSize(opts.DataSize))
+			return errdefs.Newf(errdefs.ErrInvalidArgument, "--size %s is smaller than the dump's data device (%s)", formatSize(o.size), formatSize(opts.DataSize))
 		}
 		opts.DataSize = o.size
 	}
@@ -273,7 +274,7 @@ func (a *app) restore(sb *thinxml.Superblock, dataPath string, o restoreOptions)
 	p, err := thinpool.Restore(a.poolPath, opts, devs, data)
 	switch {
 	case errors.Is(err, thinpool.ErrExists) && dumpPathExists(a.poolPath):
-		return fmt.Errorf("pool %s already exists", a.poolPath) // created meanwhile
+		return errdefs.Newf(thinpool.ErrExists, "pool %s already exists", a.poolPath) // created meanwhile
 	case errors.Is(err, thinpool.ErrMetadataFull):
 		return fmt.Errorf("%w (use a larger --metadata-size)", err)
 	case err != nil:
@@ -307,7 +308,7 @@ func checkDataSize(f *os.File, path string, off int64, devs []thinpool.RestoreDe
 	}
 	end := thinxml.DataEnd(devs)
 	if need := int64(end) * bs; end > 0 && size-off < need {
-		return fmt.Errorf("data %s holds %d bytes after offset %d, but the dump maps data blocks up to %d (%d bytes): wrong file or --data-offset?",
+		return errdefs.Newf(errdefs.ErrInvalidArgument, "data %s holds %d bytes after offset %d, but the dump maps data blocks up to %d (%d bytes): wrong file or --data-offset?",
 			path, max(0, size-off), off, end-1, need)
 	}
 	return nil

@@ -44,10 +44,13 @@ func TestEndToEndBinary(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"device", "inspect", "nope"}, 1, `thinctl: device "nope" not found`},
-		{[]string{"device", "create", "x", "--size", "huge"}, 1, `thinctl: bad size "huge"`},
-		{[]string{"device", "rm", "base"}, 1, `thinctl: device "base" has 1 snapshots (base-v1); use -f`},
-		{[]string{"--pool", filepath.Join(dir, "none.img"), "pool", "info"}, 1, "does not exist"},
+		{[]string{"device", "inspect", "nope"}, exitNotFound, `thinctl: device "nope" not found`},
+		{[]string{"device", "create", "x", "--size", "huge"}, exitInvalid, `thinctl: bad size "huge"`},
+		{[]string{"device", "rm", "base"}, exitPrecondition, `thinctl: device "base" has 1 snapshots (base-v1); use -f`},
+		{[]string{"--pool", filepath.Join(dir, "none.img"), "pool", "info"}, exitNotFound, "thinctl: pool " + filepath.Join(dir, "none.img") + " does not exist (create it with 'thinctl pool create')"},
+		{[]string{"device", "create", "base", "--size", "1G"}, exitExists, `thinctl: device "base" already exists`},
+		{[]string{"device", "frobnicate"}, exitInvalid, `thinctl: unknown command "frobnicate" for "thinctl device"`},
+		{[]string{"device", "ls", "--frobnicate"}, exitInvalid, "thinctl: unknown flag: --frobnicate"},
 		{[]string{"pool", "check"}, 0, ""},
 	}
 	for _, tc := range tests {

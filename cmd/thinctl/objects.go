@@ -7,19 +7,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes"
 )
-
-// objectErr words the errors of the image, container and volume commands.
-// volumes words its own not-found and already-exists errors where it
-// raises them ("image "x:latest" not found"); they pass as they are.
-func objectErr(err error) error {
-	if errors.Is(err, volumes.ErrNotFound) || errors.Is(err, volumes.ErrExists) {
-		return err
-	}
-	return objErr(err, "device", "")
-}
 
 // checkInput runs args, then check: the flags are parsed by then, and the
 // error comes before the command is sent to (or starts) the pool daemon, so
@@ -110,7 +101,7 @@ thinctl then prints "interrupted: nothing imported" and exits 130.`,
 				return interrupted(ctx, "imported only "+strings.Join(done, ", "))
 			}
 			if err != nil {
-				return objectErr(err)
+				return err
 			}
 			if a.json {
 				return a.printJSON(imgs)
@@ -158,7 +149,7 @@ thinctl then prints "interrupted: nothing imported" and exits 130.`,
 			}
 			im, err := m.InspectImage(args[0])
 			if err != nil {
-				return objectErr(err)
+				return err
 			}
 			return a.printJSON(im)
 		},
@@ -172,7 +163,7 @@ thinctl then prints "interrupted: nothing imported" and exits 130.`,
 			}
 			h, err := m.ImageHistory(args[0])
 			if err != nil {
-				return objectErr(err)
+				return err
 			}
 			if a.json {
 				return a.printJSON(h)
@@ -201,7 +192,7 @@ thinctl then prints "interrupted: nothing imported" and exits 130.`,
 			}
 			for _, ref := range args {
 				if err := m.RemoveImage(ref); err != nil {
-					return objectErr(err)
+					return err
 				}
 				a.say("Removed image %s", ref)
 			}
@@ -244,7 +235,7 @@ func (a *app) containerCmd() *cobra.Command {
 		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if name == "" {
-				return fmt.Errorf("container create needs --name")
+				return errdefs.Newf(errdefs.ErrInvalidArgument, "container create needs --name")
 			}
 			o := volumes.ContainerOptions{Image: args[0]}
 			if size != "" {
@@ -257,7 +248,7 @@ func (a *app) containerCmd() *cobra.Command {
 			for _, v := range vols {
 				s, err := volumes.ParseVolumeFlag(v)
 				if err != nil {
-					return objectErr(err)
+					return err
 				}
 				if s.Type == "bind" {
 					s.Source = a.abs(s.Source)
@@ -267,7 +258,7 @@ func (a *app) containerCmd() *cobra.Command {
 			for _, v := range mounts {
 				s, err := volumes.ParseMountFlag(v)
 				if err != nil {
-					return objectErr(err)
+					return err
 				}
 				if s.Type == "bind" {
 					s.Source = a.abs(s.Source)
@@ -280,7 +271,7 @@ func (a *app) containerCmd() *cobra.Command {
 			}
 			c, err := m.CreateContainer(name, o)
 			if err != nil {
-				return objectErr(err)
+				return err
 			}
 			a.warnOvercommit(m.Pool())
 			if a.json {
@@ -303,7 +294,7 @@ func (a *app) containerCmd() *cobra.Command {
 			}
 			c, err := m.MountContainer(args[0], a.abs(args[1]))
 			if err != nil {
-				return objectErr(err)
+				return err
 			}
 			if a.json {
 				return a.printJSON(c)
@@ -320,7 +311,7 @@ func (a *app) containerCmd() *cobra.Command {
 				return err
 			}
 			if err := m.UnmountContainer(args[0]); err != nil {
-				return objectErr(err)
+				return err
 			}
 			a.say("Unmounted container %s", args[0])
 			return nil
@@ -371,7 +362,7 @@ func (a *app) containerCmd() *cobra.Command {
 			}
 			c, err := m.InspectContainer(args[0])
 			if err != nil {
-				return objectErr(err)
+				return err
 			}
 			return a.printJSON(c)
 		},
@@ -391,7 +382,7 @@ func (a *app) containerCmd() *cobra.Command {
 					specs = c.Mounts
 				}
 				if err := m.RemoveContainer(n, force); err != nil {
-					return objectErr(err)
+					return err
 				}
 				a.say("Removed container %s", n)
 				if rmVolumes {
@@ -400,7 +391,7 @@ func (a *app) containerCmd() *cobra.Command {
 						a.say("Removed anonymous volume %s", v)
 					}
 					if err != nil {
-						return objectErr(err)
+						return err
 					}
 				}
 			}
@@ -419,7 +410,7 @@ func (a *app) containerCmd() *cobra.Command {
 			}
 			im, err := m.CommitContainer(args[0], args[1])
 			if err != nil {
-				return objectErr(err)
+				return err
 			}
 			if a.json {
 				return a.printJSON(im)
@@ -463,7 +454,7 @@ func (a *app) volumeCmd() *cobra.Command {
 			}
 			v, err := m.CreateVolume(name, o)
 			if err != nil {
-				return objectErr(err)
+				return err
 			}
 			a.warnOvercommit(m.Pool())
 			if a.json {
@@ -494,7 +485,7 @@ func (a *app) volumeCmd() *cobra.Command {
 					lk, lv, _ := strings.Cut(v, "=")
 					f.Labels[lk] = lv
 				default:
-					return fmt.Errorf("bad filter %q: dangling=true|false or label=KEY[=VALUE]", flt)
+					return errdefs.Newf(errdefs.ErrInvalidArgument, "bad filter %q: dangling=true|false or label=KEY[=VALUE]", flt)
 				}
 			}
 			m, err := a.manager()
@@ -534,7 +525,7 @@ func (a *app) volumeCmd() *cobra.Command {
 			for _, n := range args {
 				v, err := m.InspectVolume(n)
 				if err != nil {
-					return objectErr(err)
+					return err
 				}
 				out = append(out, v)
 			}
@@ -560,7 +551,7 @@ volume that does not exist no error.`,
 					continue
 				}
 				if err != nil {
-					return objectErr(err)
+					return err
 				}
 				fmt.Fprintln(a.out, n)
 			}
@@ -606,7 +597,7 @@ for confirmation on the terminal, and refuses without one, unless -f.`,
 				fmt.Fprintln(a.out, n)
 			}
 			if err != nil {
-				return objectErr(err)
+				return err
 			}
 			a.say("Removed %d volumes", len(removed))
 			return nil

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes"
 )
@@ -50,14 +51,11 @@ func (a *app) poolCreateCmd() *cobra.Command {
 				}
 			}
 			if o.DataSize < o.BlockSize {
-				return fmt.Errorf("pool size %s is smaller than one block (%s)", formatSize(o.DataSize), formatSize(o.BlockSize))
+				return errdefs.Newf(errdefs.ErrInvalidArgument, "pool size %s is smaller than one block (%s)", formatSize(o.DataSize), formatSize(o.BlockSize))
 			}
 			p, err := thinpool.Create(a.poolPath, o)
-			if errors.Is(err, thinpool.ErrExists) {
-				return fmt.Errorf("pool %s already exists", a.poolPath)
-			}
 			if err != nil {
-				return objErr(err, "pool", a.poolPath)
+				return err
 			}
 			if ae.Enabled() {
 				if err := volumes.SetAutoextend(p, ae); err != nil {
@@ -117,7 +115,7 @@ log either way, as dmeventd does.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !cmd.Flags().Changed("autoextend-threshold") && !cmd.Flags().Changed("autoextend-percent") {
-				return fmt.Errorf("pool set needs --autoextend-threshold or --autoextend-percent")
+				return errdefs.Newf(errdefs.ErrInvalidArgument, "pool set needs --autoextend-threshold or --autoextend-percent")
 			}
 			return a.withPool(func(p *thinpool.Pool) error {
 				cur, err := volumes.ReadAutoextend(p)
@@ -346,7 +344,7 @@ func (a *app) poolGrowCmd() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if size == "" && metaSize == "" {
-				return fmt.Errorf("pool grow needs --size or --metadata-size")
+				return errdefs.Newf(errdefs.ErrInvalidArgument, "pool grow needs --size or --metadata-size")
 			}
 			var data, meta sizeChange
 			var err error
@@ -372,12 +370,12 @@ func (a *app) poolGrowCmd() *cobra.Command {
 				}
 				if size != "" {
 					if err := p.Grow(newData); err != nil {
-						return objErr(err, "pool", a.poolPath)
+						return err
 					}
 				}
 				if metaSize != "" {
 					if err := p.GrowMetadata(newMeta); err != nil {
-						return objErr(err, "pool", a.poolPath)
+						return err
 					}
 				}
 				u = p.Usage()

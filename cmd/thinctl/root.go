@@ -5,14 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes"
 )
@@ -74,8 +75,8 @@ func (a *app) execute(ctx context.Context, root *cobra.Command) int {
 		}
 		return ex.code
 	}
-	fmt.Fprintf(a.err, "thinctl: %s\n", a.describe(err))
-	return 1
+	fmt.Fprintf(a.err, "thinctl: %s\n", err)
+	return exitCode(err)
 }
 
 // abs resolves a path given on the command line against the caller's
@@ -113,7 +114,8 @@ Sizes take binary units as LVM does: 10G = 10 GiB, 512M, 64K, 1.5T, 100B
 it (--size 100 is 100 MiB); --block-size takes a bare number in KiB, as
 lvcreate --chunksize, and --data-offset in bytes, as losetup --offset.
 Growing takes +SIZE as lvextend -L +1G does: 'pool grow --size +10G',
-'device resize web --size +1G'.`,
+'device resize web --size +1G'.
+` + exitHelp,
 		SilenceUsage: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			if a.runBase != "" {
@@ -150,6 +152,7 @@ Growing takes +SIZE as lvextend -L +1G does: 'pool grow --size +10G',
 	root.SetErr(a.err)
 	root.InitDefaultCompletionCmd()
 	requireSubcommand(root)
+	markUsageErrors(root)
 	return root
 }
 
@@ -191,51 +194,43 @@ func (a *app) withPool(fn func(p *thinpool.Pool) error) error {
 	if a.daemon != nil {
 		return fn(a.daemon.mgr.Pool())
 	}
-	p, err := thinpool.Open(a.poolPath)
+	p, err := openPool(a.poolPath)
 	if err != nil {
-		return a.poolErr(err)
+		return err
 	}
 	err = fn(p)
 	return errors.Join(err, p.Close())
 }
 
-// poolErr words an error from opening the pool.
-func (a *app) poolErr(err error) error {
+// openPool opens the pool file at path. thinpool.Open words its errors
+// with the path (`pool /x does not exist`, `pool /x is in use by pid 7`,
+// `pool /x is corrupt: …`); hintPool adds what to do about them.
+func openPool(path string) (*thinpool.Pool, error) {
+	p, err := thinpool.Open(path)
+	return p, hintPool(err)
+}
+
+// hintPool adds to an error about the pool file what the user can do about
+// it, after the error's own text.
+func hintPool(err error) error {
 	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("pool %s does not exist (create it with 'thinctl pool create')", a.poolPath)
-	case errors.Is(err, thinpool.ErrLocked):
-		return fmt.Errorf("pool %s is in use%s", a.poolPath, strings.TrimPrefix(err.Error(), thinpool.ErrLocked.Error()))
-	case errors.Is(err, thinpool.ErrCorrupt):
-		return fmt.Errorf("pool %s is corrupt: %s", a.poolPath, strings.TrimPrefix(err.Error(), "thinpool: corrupt pool: "))
-	case errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("pool %s: permission denied (run as root?)", a.poolPath)
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w (create it with 'thinctl pool create')", err)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w (run as root?)", err)
 	}
 	return err
 }
 
-// describe turns an error into the one line printed after "thinctl: ".
-// volumes words its errors without a package prefix (see volumes/errors.go);
-// the engine's and blockdev's sentinels still carry theirs.
-func (a *app) describe(err error) string {
-	msg := err.Error()
-	for _, prefix := range []string{"thinpool: ", "volumes: ", "blockdev: "} {
-		msg = strings.ReplaceAll(msg, prefix, "")
-	}
-	return msg
-}
-
-// objErr words the engine's sentinel errors for one object.
-func objErr(err error, kind, name string) error {
+// statPool fails, as opening it would, if the pool file at path is missing
+// or cannot be reached.
+func statPool(path string) error {
+	_, err := os.Stat(path)
 	switch {
-	case errors.Is(err, thinpool.ErrNotFound):
-		return fmt.Errorf("%s %q not found", kind, name)
-	case errors.Is(err, thinpool.ErrExists):
-		return fmt.Errorf("%s %q already exists", kind, name)
-	case errors.Is(err, thinpool.ErrReadOnly):
-		return fmt.Errorf("%s %q is read-only", kind, name)
-	case errors.Is(err, thinpool.ErrInvalid):
-		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "thinpool: invalid argument: "))
+	case errors.Is(err, fs.ErrNotExist):
+		err = errdefs.Wrapf(err, errdefs.ErrNotFound, "pool %s does not exist", path)
+	case errors.Is(err, fs.ErrPermission):
+		err = errdefs.Wrapf(err, errdefs.ErrPermission, "pool %s: permission denied", path)
 	}
-	return err
+	return hintPool(err)
 }

@@ -1,12 +1,13 @@
 package main
 
 import (
-	"fmt"
 	"math"
 	"strings"
 	"unicode"
 
 	"github.com/dustin/go-humanize"
+
+	"github.com/thinpool/thinpool/errdefs"
 )
 
 // Units a bare number is taken in, as LVM takes them: -L (--size) in MiB,
@@ -32,10 +33,10 @@ func parseSize(s string) (int64, error) { return parseSizeIn(s, bareMiB) }
 func parseSizeIn(s, bare string) (int64, error) {
 	t := strings.TrimSpace(s)
 	if t == "" {
-		return 0, fmt.Errorf("empty size")
+		return 0, errdefs.Newf(errdefs.ErrInvalidArgument, "empty size")
 	}
 	if strings.HasPrefix(t, "-") {
-		return 0, fmt.Errorf("bad size %q: negative", s)
+		return 0, errdefs.Newf(errdefs.ErrInvalidArgument, "bad size %q: negative", s)
 	}
 	i := strings.IndexFunc(t, func(r rune) bool { return unicode.IsLetter(r) })
 	num, unit := t, ""
@@ -52,20 +53,20 @@ func parseSizeIn(s, bare string) (int64, error) {
 	case "K", "KB", "KIB", "M", "MB", "MIB", "G", "GB", "GIB", "T", "TB", "TIB", "P", "PB", "PIB", "E", "EB", "EIB":
 		unit = unit[:1] + "iB"
 	default:
-		return 0, fmt.Errorf("bad size %q: unknown unit %q (use B, S, K, M, G, T, P or E)", s, t[i:])
+		return 0, errdefs.Newf(errdefs.ErrInvalidArgument, "bad size %q: unknown unit %q (use B, S, K, M, G, T, P or E)", s, t[i:])
 	}
 	if num == "" {
-		return 0, fmt.Errorf("bad size %q: no number", s)
+		return 0, errdefs.Newf(errdefs.ErrInvalidArgument, "bad size %q: no number", s)
 	}
 	v, err := humanize.ParseBigBytes(num + " " + unit)
 	if err != nil {
-		return 0, fmt.Errorf("bad size %q: %q is not a number", s, num)
+		return 0, errdefs.Newf(errdefs.ErrInvalidArgument, "bad size %q: %q is not a number", s, num)
 	}
 	if sectors {
 		v.Lsh(v, 9)
 	}
 	if !v.IsInt64() || v.Int64() > math.MaxInt64/2 {
-		return 0, fmt.Errorf("bad size %q: too large", s)
+		return 0, errdefs.Newf(errdefs.ErrInvalidArgument, "bad size %q: too large", s)
 	}
 	return v.Int64(), nil
 }
@@ -87,12 +88,12 @@ func parseSizeChange(s string) (sizeChange, error) {
 			return sizeChange{}, err
 		}
 		if n == 0 {
-			return sizeChange{}, fmt.Errorf("bad size %q: grows by nothing", s)
+			return sizeChange{}, errdefs.Newf(errdefs.ErrInvalidArgument, "bad size %q: grows by nothing", s)
 		}
 		return sizeChange{n: n, relative: true}, nil
 	}
 	if strings.HasPrefix(t, "-") {
-		return sizeChange{}, fmt.Errorf("bad size %q: shrinking is not supported", s)
+		return sizeChange{}, errdefs.Newf(errdefs.ErrInvalidArgument, "bad size %q: shrinking is not supported", s)
 	}
 	n, err := parseSize(t)
 	return sizeChange{n: n}, err
@@ -104,7 +105,7 @@ func (c sizeChange) from(cur int64) (int64, error) {
 		return c.n, nil
 	}
 	if c.n > math.MaxInt64/2-cur {
-		return 0, fmt.Errorf("%s + %s is too large", formatSize(cur), formatSize(c.n))
+		return 0, errdefs.Newf(errdefs.ErrInvalidArgument, "%s + %s is too large", formatSize(cur), formatSize(c.n))
 	}
 	return cur + c.n, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/thinpool"
 )
 
@@ -108,7 +109,7 @@ func (a *app) openImportSource(path string) (*importSource, error) {
 		}
 	case m.IsDir():
 		f.Close()
-		return nil, fmt.Errorf("%s is a directory", path)
+		return nil, errdefs.Newf(errdefs.ErrInvalidArgument, "%s is a directory", path)
 	default: // pipe, character device: read it in order
 		s.f, s.r = nil, f
 	}
@@ -298,7 +299,7 @@ func (im *importer) importStream(ctx context.Context, s *importSource, prog *pro
 		n, err := io.ReadFull(s.r, buf)
 		if n > 0 {
 			if off+int64(n) > size {
-				return fmt.Errorf("%s is larger than the device (%s)", s.name, formatSize(size))
+				return errdefs.Newf(errdefs.ErrInvalidArgument, "%s is larger than the device (%s)", s.name, formatSize(size))
 			}
 			if err := im.chunk(buf[:n], off); err != nil {
 				return err
@@ -358,7 +359,7 @@ the pool daemon: a device it created is removed, and it exits 130.`,
 					return err
 				}
 				if n <= 0 {
-					return fmt.Errorf("device size must be more than 0")
+					return errdefs.Newf(errdefs.ErrInvalidArgument, "device size must be more than 0")
 				}
 				newSize = roundUp(n, thinpool.SectorSize)
 			}
@@ -387,30 +388,30 @@ func (a *app) importTarget(p *thinpool.Pool, name string, src *importSource, new
 		i := t.Info()
 		switch {
 		case newSize != 0:
-			return nil, false, fmt.Errorf("device %q already exists (%s): --size only applies to a new device", name, formatSize(i.Size))
+			return nil, false, errdefs.Newf(thinpool.ErrExists, "device %q already exists (%s): --size only applies to a new device", name, formatSize(i.Size))
 		case src.size > i.Size:
-			return nil, false, fmt.Errorf("image %s is %s (%d bytes), larger than device %q (%s, %d bytes)",
+			return nil, false, errdefs.Newf(errdefs.ErrInvalidArgument, "image %s is %s (%d bytes), larger than device %q (%s, %d bytes)",
 				src.name, formatSize(src.size), src.size, name, formatSize(i.Size), i.Size)
 		case i.ReadOnly:
-			return nil, false, fmt.Errorf("device %q is read-only", name)
+			return nil, false, errdefs.Newf(thinpool.ErrReadOnly, "device %q is read-only", name)
 		}
 		return t, false, nil
 	case !errors.Is(err, thinpool.ErrNotFound):
-		return nil, false, objErr(err, "device", name)
+		return nil, false, err
 	}
 	size := newSize
 	switch {
 	case size == 0 && src.size < 0:
-		return nil, false, fmt.Errorf("device %q not found: give --size to create it from %s", name, src.name)
+		return nil, false, errdefs.Newf(thinpool.ErrNotFound, "device %q not found: give --size to create it from %s", name, src.name)
 	case size == 0 && src.size == 0:
-		return nil, false, fmt.Errorf("image %s is empty", src.name)
+		return nil, false, errdefs.Newf(errdefs.ErrInvalidArgument, "image %s is empty", src.name)
 	case size == 0:
 		size = roundUp(src.size, thinpool.SectorSize)
 	case src.size > size:
-		return nil, false, fmt.Errorf("image %s is %s (%d bytes), larger than --size %s", src.name, formatSize(src.size), src.size, formatSize(size))
+		return nil, false, errdefs.Newf(errdefs.ErrInvalidArgument, "image %s is %s (%d bytes), larger than --size %s", src.name, formatSize(src.size), src.size, formatSize(size))
 	}
 	if t, err = p.CreateThin(name, size, nil); err != nil {
-		return nil, false, objErr(err, "device", name)
+		return nil, false, err
 	}
 	return t, true, nil
 }
@@ -468,7 +469,7 @@ func (a *app) importImage(ctx context.Context, p *thinpool.Pool, name string, sr
 	}
 	u, err := t.Usage()
 	if err != nil {
-		return objErr(err, "device", name)
+		return err
 	}
 	elapsed := time.Since(start)
 	r := importResult{Device: name, Created: created, Size: im.read, Read: im.read, Written: im.written, Unchanged: im.same,
@@ -515,9 +516,9 @@ func (a *app) openExportDest(path string, force bool) (*exportDest, error) {
 	case err != nil:
 		return nil, err
 	case fi.IsDir():
-		return nil, fmt.Errorf("%s is a directory", path)
+		return nil, errdefs.Newf(errdefs.ErrInvalidArgument, "%s is a directory", path)
 	case !force && (fi.Mode().IsRegular() && fi.Size() > 0 || fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0):
-		return nil, fmt.Errorf("%s exists and is not empty: use --force to overwrite it", path)
+		return nil, errdefs.Newf(errdefs.ErrAlreadyExists, "%s exists and is not empty: use --force to overwrite it", path)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o666)
 	if err != nil {
@@ -581,7 +582,7 @@ func (a *app) exportImage(ctx context.Context, p *thinpool.Pool, name, path stri
 	}
 	maps, err := p.Mappings(name)
 	if err != nil {
-		return objErr(err, "device", name)
+		return err
 	}
 	dst, err := a.openExportDest(path, force)
 	if err != nil {
