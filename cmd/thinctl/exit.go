@@ -44,8 +44,9 @@ const exitHelp = `
 Exit codes: 0 success, 1 failure, 2 invalid argument (flag, name, size),
 3 not found, 4 already exists, 5 in use (mounted, attached, held open,
 pool locked), 6 refused in its state (read-only device, failed pool),
-7 no space in the pool, 8 corrupt pool, 9 permission denied (not root),
-10 pool daemon unavailable, 130/143 interrupted by SIGINT/SIGTERM.`
+7 no space in the pool, 8 corrupt pool (also 'pool check' finding errors),
+9 permission denied (not root), 10 pool daemon unavailable,
+130/143 interrupted by SIGINT/SIGTERM.`
 
 // exitCode is the exit code for err: that of its kind, or of a missing
 // or forbidden file, else exitFailure.

@@ -322,8 +322,9 @@ thin_repair does; errors need a person.`,
 					msg := fmt.Sprintf("pool %s has %d errors and %d leaks", a.poolPath, len(res.Errors), len(res.Leaks))
 					if len(res.Errors) == 0 {
 						msg += " (run 'thinctl pool check --repair')"
+						return &exitError{code: exitFailure, msg: msg}
 					}
-					return &exitError{code: 1, msg: msg}
+					return &exitError{code: exitCorrupt, msg: msg}
 				}
 				return nil
 			})
