@@ -67,11 +67,7 @@ func deviceView(p *thinpool.Pool, t *thinpool.Thin) (deviceJSON, error) {
 }
 
 func (a *app) device(p *thinpool.Pool, name string) (*thinpool.Thin, error) {
-	t, err := p.Device(name)
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
+	return p.Device(name)
 }
 
 func parseLabels(specs []string) (map[string]string, error) {
