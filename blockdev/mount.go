@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -119,6 +120,41 @@ func MountedAt(dev string) (dir string, ok bool) {
 		}
 	}
 	return "", false
+}
+
+// IsMounted reports whether something is mounted at dir, from
+// /proc/self/mountinfo.
+func IsMounted(dir string) bool {
+	dir = filepath.Clean(dir)
+	mounts, err := readMountinfo()
+	if err != nil {
+		return false
+	}
+	for _, m := range mounts {
+		if m.dir == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// MountsUnder lists the mount points strictly below dir, in the order to
+// unmount them: the reverse of /proc/self/mountinfo's, so that a mount goes
+// before the one it sits on.
+func MountsUnder(dir string) []string {
+	dir = filepath.Clean(dir)
+	mounts, err := readMountinfo()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, m := range mounts {
+		if strings.HasPrefix(m.dir, dir+"/") {
+			out = append(out, m.dir)
+		}
+	}
+	slices.Reverse(out)
+	return out
 }
 
 // mountEntry is one line of /proc/self/mountinfo.

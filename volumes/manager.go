@@ -58,7 +58,7 @@ func RunDir(poolPath string) string {
 // pid file, socket, empty directories). It refuses, and removes nothing,
 // while anything is mounted below it.
 func RemoveRunDir(runDir string) error {
-	if below := mountsUnder(runDir); len(below) > 0 {
+	if below := blockdev.MountsUnder(runDir); len(below) > 0 {
 		return reasonf(ErrBusy, "not removing %s: %s is mounted", runDir, below[0])
 	}
 	return os.RemoveAll(runDir)
@@ -221,7 +221,7 @@ func Cleanup(runDir string, logf func(string, ...any)) error {
 			}
 			logf("stale mount of %s at %s: unmounting", l.Dev, dir)
 			// A container's root holds its volume and bind mounts.
-			for _, sub := range mountsUnder(dir) {
+			for _, sub := range blockdev.MountsUnder(dir) {
 				logf("stale mount at %s (under %s): unmounting", sub, dir)
 				if err := blockdev.Unmount(sub); err != nil {
 					errs = append(errs, fmt.Errorf("unmount %s: %w", sub, err))
@@ -489,7 +489,7 @@ func (m *Manager) unmountAll() error {
 			}
 		}
 		// Never take a file away from a filesystem that still uses it.
-		held, err := heldByFilesystem(a.Loop)
+		held, err := blockdev.HeldByFilesystem(a.Loop)
 		if err != nil {
 			return err
 		}
@@ -512,12 +512,12 @@ func (m *Manager) UnmountLazily() ([]Holder, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := m.watchAttached()
+	dirs, err := blockdev.MountsOf(m.attachedLoops())
 	if err != nil {
 		return nil, err
 	}
 	var errs []error
-	for _, dir := range w.dirs { // longest first: a mount before the one it sits on
+	for _, dir := range dirs { // longest first: a mount before the one it sits on
 		if err := syncfs(dir); err != nil {
 			errs = append(errs, err)
 		}
@@ -525,7 +525,7 @@ func (m *Manager) UnmountLazily() ([]Holder, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	for _, dir := range w.dirs {
+	for _, dir := range dirs {
 		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 			errs = append(errs, fmt.Errorf("lazy unmount %s: %w", dir, err))
 			continue
@@ -563,7 +563,7 @@ func (m *Manager) WaitReleased(poll time.Duration, wait func()) error {
 		m.mu.Unlock()
 		busy := false
 		for _, l := range loops {
-			held, err := heldByFilesystem(l)
+			held, err := blockdev.HeldByFilesystem(l)
 			if err != nil {
 				return err
 			}

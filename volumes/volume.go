@@ -136,7 +136,7 @@ func (m *Manager) volumeView(r record, users map[string][]string) *Volume {
 			v.UsedBytes = int64(u.Mapped) * m.pool.BlockSize()
 		}
 	}
-	_, v.Mounted = mountedAt(v.Mountpoint)
+	v.Mounted = blockdev.IsMounted(v.Mountpoint)
 	return v
 }
 
@@ -210,7 +210,7 @@ func (m *Manager) removeVolume(name string) error {
 	if users := m.volumeUsers()[name]; len(users) > 0 {
 		return reasonf(ErrInUse, "volume %q is used by container(s) %s; remove them first", name, strings.Join(users, ", "))
 	}
-	if _, mounted := mountedAt(m.volumeMountpoint(name)); mounted {
+	if blockdev.IsMounted(m.volumeMountpoint(name)) {
 		return reasonf(ErrInUse, "volume %q is mounted at %s by a running container", name, m.volumeMountpoint(name))
 	}
 	if err := m.Busy(r.name()); err != nil {
@@ -250,7 +250,7 @@ func (m *Manager) mountVolume(name string) (string, error) {
 		return "", err
 	}
 	dir := m.volumeMountpoint(name)
-	if _, ok := mountedAt(dir); ok {
+	if blockdev.IsMounted(dir) {
 		return dir, nil
 	}
 	if _, err := m.Mount(r.name(), dir, MountOptions{}); err != nil {
