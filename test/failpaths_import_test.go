@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thinpool/thinpool/volumes"
+	"github.com/thinpool/thinpool/daemon"
 )
 
 // The tests in this file are issue 11's import failure paths: an import
@@ -167,7 +167,7 @@ func TestImageImportInterrupted(t *testing.T) {
 	big, bigSHA := bigImage(t, "big:1", 1<<30)
 	names := e.deviceNames()
 
-	layers := filepath.Join(volumes.RunDir(e.pool), "layers") + "/"
+	layers := filepath.Join(daemon.RunDir(e.pool), "layers") + "/"
 	var mountedAt time.Time
 	layerMounted := func() bool {
 		b, _ := os.ReadFile("/proc/self/mountinfo")

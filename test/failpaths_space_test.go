@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thinpool/thinpool/volumes"
+	"github.com/thinpool/thinpool/daemon"
 )
 
 // newEnvCreate is newEnv with the pool created by 'pool create ARGS...'.
@@ -39,7 +39,7 @@ func (e *env) dataTotal() int64 {
 }
 
 func (e *env) daemonLog() string {
-	b, _ := os.ReadFile(filepath.Join(volumes.RunDir(e.pool), "daemon.log"))
+	b, _ := os.ReadFile(filepath.Join(daemon.RunDir(e.pool), "daemon.log"))
 	return string(b)
 }
 

@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thinpool/thinpool/daemon"
 	"golang.org/x/sys/unix"
-
-	"github.com/thinpool/thinpool/volumes"
 )
 
 // holdMount starts `sleep` with its working directory dir, as a shell cd'd
@@ -141,7 +140,7 @@ func TestDaemonStopBusyMount(t *testing.T) {
 	if e.daemonPID() != pid {
 		t.Fatal("SIGTERM with a busy mount stopped the daemon")
 	}
-	log, _ := os.ReadFile(filepath.Join(volumes.RunDir(e.pool), "daemon.log"))
+	log, _ := os.ReadFile(filepath.Join(daemon.RunDir(e.pool), "daemon.log"))
 	if !strings.Contains(string(log), "not stopping") || !strings.Contains(string(log), strconv.Itoa(holder.Process.Pid)) {
 		t.Fatalf("the log does not say why SIGTERM did not stop the daemon:\n%s", log)
 	}
@@ -434,7 +433,7 @@ func TestListingStartsNoDaemon(t *testing.T) {
 	e.must("image", "import", img)
 	e.must("container", "create", "--name", "c1", "-v", "vol1:/data", "plain:1")
 	e.must("daemon", "stop")
-	rd := volumes.RunDir(e.pool)
+	rd := daemon.RunDir(e.pool)
 	if exists(rd) {
 		entries, _ := os.ReadDir(rd)
 		t.Errorf("a clean daemon stop left its run directory %s: %v", rd, entries)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thinpool/thinpool/daemon"
 	"github.com/thinpool/thinpool/volumes"
 )
 
@@ -80,7 +81,7 @@ func newEnv(t *testing.T, size string) *env {
 
 func (e *env) cleanup() {
 	if e.t.Failed() {
-		if b, err := os.ReadFile(filepath.Join(volumes.RunDir(e.pool), "daemon.log")); err == nil {
+		if b, err := os.ReadFile(filepath.Join(daemon.RunDir(e.pool), "daemon.log")); err == nil {
 			e.t.Logf("daemon log:\n%s", b)
 		}
 	}
@@ -89,7 +90,7 @@ func (e *env) cleanup() {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		time.Sleep(200 * time.Millisecond)
 	}
-	rd := volumes.RunDir(e.pool)
+	rd := daemon.RunDir(e.pool)
 	if err := volumes.Cleanup(rd, e.t.Logf); err != nil {
 		e.t.Errorf("cleanup %s: %v", rd, err)
 	}
@@ -137,7 +138,7 @@ func (e *env) fails(args ...string) string {
 }
 
 func (e *env) daemonPID() int {
-	b, err := os.ReadFile(filepath.Join(volumes.RunDir(e.pool), "pid"))
+	b, err := os.ReadFile(filepath.Join(daemon.RunDir(e.pool), "pid"))
 	if err != nil {
 		return 0
 	}

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thinpool/thinpool/daemon"
 	"github.com/thinpool/thinpool/volumes"
 	"github.com/thinpool/thinpool/volumes/archive"
 )
@@ -969,7 +970,7 @@ func TestLayerHostileEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	tag := fmt.Sprintf("thinpool-evil-%d", time.Now().UnixNano())
-	layersDir := filepath.Join(volumes.RunDir(e.pool), "layers")
+	layersDir := filepath.Join(daemon.RunDir(e.pool), "layers")
 	hostPaths := []string{
 		"/etc/" + tag, "/tmp/" + tag, filepath.Join(layersDir, tag), filepath.Join(host, "pwned"),
 		filepath.Join(host, "pwned2"), filepath.Join(host, "pwned3"),
@@ -1159,7 +1160,7 @@ func testImportKill9(t *testing.T, phase string, killNow func(stacks string) boo
 	if pid == 0 {
 		t.Fatal("no daemon pid")
 	}
-	fuse := filepath.Join(volumes.RunDir(e.pool), "fuse")
+	fuse := filepath.Join(daemon.RunDir(e.pool), "fuse")
 	// Runs before newEnv's cleanup: a daemon that cannot exit would hang it.
 	t.Cleanup(func() {
 		if !exited(pid) {
@@ -1182,7 +1183,7 @@ func testImportKill9(t *testing.T, phase string, killNow func(stacks string) boo
 	// Kill when the daemon's threads are where the test wants them, seen
 	// in their kernel stacks; without those (no /proc/PID/task/*/stack),
 	// half a second after the layer is mounted.
-	layersDir := filepath.Join(volumes.RunDir(e.pool), "layers") + "/"
+	layersDir := filepath.Join(daemon.RunDir(e.pool), "layers") + "/"
 	deadline := time.Now().Add(time.Minute)
 	var mountedAt time.Time
 	for {
@@ -1238,7 +1239,7 @@ func testImportKill9(t *testing.T, phase string, killNow func(stacks string) boo
 	}
 
 	e.must("daemon", "start")
-	log, _ := os.ReadFile(filepath.Join(volumes.RunDir(e.pool), "daemon.log"))
+	log, _ := os.ReadFile(filepath.Join(daemon.RunDir(e.pool), "daemon.log"))
 	t.Logf("rolled back at restart: %v", strings.Contains(string(log), "rolling back half-made layer"))
 	e.roles() // nothing in state creating
 	if got := e.deviceNames(); !slices.Equal(got, names) {

@@ -24,8 +24,6 @@ func TestErrorKinds(t *testing.T) {
 		{ErrInUse, errdefs.ErrInUse},
 		{ErrBusy, errdefs.ErrInUse},
 		{ErrNotAttached, errdefs.ErrNotFound},
-		{ErrNoDaemon, errdefs.ErrUnavailable},
-		{ErrClientGone, nil},
 		{&BusyError{Holders: []Holder{{PID: 1, Comm: "sh", Mount: "/m", How: "cwd"}}}, errdefs.ErrInUse},
 		{noSpace, errdefs.ErrNoSpace},
 		{reasonf(ErrNotFound, "image %q not found", "x:latest"), errdefs.ErrNotFound},

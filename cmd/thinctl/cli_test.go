@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/thinpool/thinpool/daemon"
 	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes"
@@ -298,7 +299,7 @@ func TestListingOffline(t *testing.T) {
 func TestRunDirFlag(t *testing.T) {
 	pool := newPool(t, "1G")
 	dir := t.TempDir()
-	t.Setenv(volumes.RunBaseEnv, filepath.Join(dir, "env")) // restored after the test, flag or not
+	t.Setenv(daemon.RunBaseEnv, filepath.Join(dir, "env")) // restored after the test, flag or not
 	status := func(args ...string) (st struct {
 		RunDir string `json:"runDir"`
 		Socket string `json:"socket"`
@@ -311,7 +312,7 @@ func TestRunDirFlag(t *testing.T) {
 		return st
 	}
 	if st := status(); filepath.Dir(st.RunDir) != filepath.Join(dir, "env") || filepath.Dir(st.Socket) != st.RunDir {
-		t.Fatalf("with %s: %+v", volumes.RunBaseEnv, st)
+		t.Fatalf("with %s: %+v", daemon.RunBaseEnv, st)
 	}
 	if st := status("--run-dir", filepath.Join(dir, "flag")); filepath.Dir(st.RunDir) != filepath.Join(dir, "flag") {
 		t.Fatalf("with --run-dir: %+v", st)
@@ -348,7 +349,7 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{errdefs.Newf(errdefs.ErrPermission, "pool %s: permission denied", pool), exitPermission},
 		{&fs.PathError{Op: "open", Path: "/dev/loop0", Err: syscall.EACCES}, exitPermission},
-		{fmt.Errorf("pool daemon for %s: %w", pool, volumes.ErrNoDaemon), exitUnavailable},
+		{fmt.Errorf("pool daemon for %s: %w", pool, daemon.ErrNoDaemon), exitUnavailable},
 		{&fs.PathError{Op: "open", Path: "x.tar", Err: syscall.ENOENT}, exitNotFound},
 		{fmt.Errorf("write: %w", thinpool.ErrMetadataFull), exitNoSpace},
 		{&thinpool.CorruptionError{Off: -1, What: "x"}, exitCorrupt},

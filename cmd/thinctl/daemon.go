@@ -18,12 +18,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thinpool/thinpool/blockdev"
+	"github.com/thinpool/thinpool/daemon"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes"
 )
 
-// daemon is the state of a running 'thinctl daemon run'.
-type daemon struct {
+// server is the state of a running 'thinctl daemon run'.
+type server struct {
 	poolPath string // absolute
 	runDir   string
 	mgr      *volumes.Manager
@@ -176,8 +177,8 @@ func (a *app) forward(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	reapStuckDaemon(volumes.RunDir(abs))
-	sock := volumes.Socket(volumes.RunDir(abs))
+	reapStuckDaemon(daemon.RunDir(abs))
+	sock := daemon.Socket(daemon.RunDir(abs))
 	if _, err := os.Stat(sock); err != nil {
 		if !needsDaemon(cmd) {
 			return nil
@@ -190,13 +191,13 @@ func (a *app) forward(cmd *cobra.Command, args []string) error {
 		}
 	}
 	cwd, _ := os.Getwd()
-	req := volumes.Request{Args: append([]string{"--pool", abs}, a.rawArgs...), Cwd: cwd}
+	req := daemon.Request{Args: append([]string{"--pool", abs}, a.rawArgs...), Cwd: cwd}
 	// Ctrl-C cancels the request in the daemon, which rolls back and
 	// answers; its exit code (130) and message are ours.
 	ctx, stop := a.interruptible(cmd.Context())
 	defer stop()
-	code, err := volumes.Forward(ctx, sock, req, in, out, errf)
-	if errors.Is(err, volumes.ErrNoDaemon) && !needsDaemon(cmd) {
+	code, err := daemon.Forward(ctx, sock, req, in, out, errf)
+	if errors.Is(err, daemon.ErrNoDaemon) && !needsDaemon(cmd) {
 		return nil // a stale socket: the pool file decides
 	}
 	if err != nil {
@@ -262,13 +263,13 @@ func runDaemon(poolPath string, logw interface{ Write([]byte) (int, error) }) er
 	if err != nil {
 		return hintPool(err)
 	}
-	runDir := volumes.RunDir(poolPath)
+	runDir := daemon.RunDir(poolPath)
 	mgr, err := volumes.Start(p, runDir, logger.Printf)
 	if err != nil {
 		return errors.Join(err, p.Close())
 	}
-	d := &daemon{poolPath: poolPath, runDir: runDir, mgr: mgr, stopReq: make(chan stopRequest)}
-	l, err := volumes.Listen(volumes.Socket(runDir), d.handle)
+	d := &server{poolPath: poolPath, runDir: runDir, mgr: mgr, stopReq: make(chan stopRequest)}
+	l, err := daemon.Listen(daemon.Socket(runDir), d.handle)
 	if err != nil {
 		return errors.Join(err, mgr.Close(), p.Close())
 	}
@@ -292,7 +293,7 @@ func runDaemon(poolPath string, logw interface{ Write([]byte) (int, error) }) er
 		}
 	}
 	signal.Stop(sig)
-	_ = os.Remove(volumes.Socket(runDir))
+	_ = os.Remove(daemon.Socket(runDir))
 	errs := []error{l.CloseWait(5 * time.Second), p.Close()}
 	_ = os.Remove(pidFile)
 	if err := errors.Join(errs...); err != nil {
@@ -300,7 +301,7 @@ func runDaemon(poolPath string, logw interface{ Write([]byte) (int, error) }) er
 		return err
 	}
 	logger.Printf("pool %s committed and released", poolPath)
-	if err := volumes.RemoveRunDir(runDir); err != nil {
+	if err := daemon.RemoveRunDir(runDir); err != nil {
 		logger.Printf("%v", err)
 	}
 	return nil
@@ -311,7 +312,7 @@ func runDaemon(poolPath string, logw interface{ Write([]byte) (int, error) }) er
 // torn down. With force, busy filesystems are synced and lazily unmounted,
 // the request is answered, and the daemon serves them until the kernel
 // releases them; only then does it detach and close.
-func (d *daemon) stop(r stopRequest, logger *log.Logger) bool {
+func (d *server) stop(r stopRequest, logger *log.Logger) bool {
 	hs, err := d.mgr.Holders()
 	if err == nil && len(hs) > 0 && r.force {
 		hs, err = d.mgr.UnmountLazily()
@@ -352,7 +353,7 @@ func (d *daemon) stop(r stopRequest, logger *log.Logger) bool {
 
 // handle runs one forwarded invocation against the daemon's pool.
 // ctx ends when the client is interrupted or goes away.
-func (d *daemon) handle(ctx context.Context, req volumes.Request, in, out, errOut *os.File) int {
+func (d *server) handle(ctx context.Context, req daemon.Request, in, out, errOut *os.File) int {
 	a := &app{in: in, out: out, err: errOut, daemon: d, cwd: req.Cwd}
 	if msg := d.draining.Load(); msg != nil {
 		fmt.Fprintf(errOut, "thinctl: the daemon for %s is stopping: it serves lazily unmounted filesystems until they are released: %s\n", d.poolPath, *msg)
@@ -373,7 +374,7 @@ func (a *app) daemonStartCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			reapStuckDaemon(volumes.RunDir(abs))
+			reapStuckDaemon(daemon.RunDir(abs))
 			if pid, ok := daemonPID(abs); ok {
 				a.say("daemon for %s is already running (pid %d)", abs, pid)
 				return nil
@@ -382,7 +383,7 @@ func (a *app) daemonStartCmd() *cobra.Command {
 				return err
 			}
 			pid, _ := daemonPID(abs)
-			a.say("started daemon for %s (pid %d, run directory %s)", abs, pid, volumes.RunDir(abs))
+			a.say("started daemon for %s (pid %d, run directory %s)", abs, pid, daemon.RunDir(abs))
 			return nil
 		},
 	}
@@ -397,7 +398,7 @@ func (a *app) startDaemon(abs string) error {
 	if err := statPool(abs); err != nil {
 		return err
 	}
-	runDir := volumes.RunDir(abs)
+	runDir := daemon.RunDir(abs)
 	_, statErr := os.Stat(runDir)
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return err
@@ -445,7 +446,7 @@ func (a *app) spawnDaemon(abs, runDir string, made bool) error {
 			}
 			err := fmt.Errorf("the daemon exited at start: %s", lastLine(logPath))
 			if made {
-				_ = volumes.RemoveRunDir(runDir)
+				_ = daemon.RemoveRunDir(runDir)
 			}
 			return err
 		case <-deadline:
@@ -496,7 +497,7 @@ func lastLine(path string) string {
 // daemonAnswers reports whether a daemon accepts connections on the pool's
 // socket.
 func daemonAnswers(abs string) bool {
-	c, err := dialTimeout(volumes.Socket(volumes.RunDir(abs)))
+	c, err := dialTimeout(daemon.Socket(daemon.RunDir(abs)))
 	if err != nil {
 		return false
 	}
@@ -506,7 +507,7 @@ func daemonAnswers(abs string) bool {
 
 // daemonPID returns the pid of the pool's running daemon.
 func daemonPID(abs string) (int, bool) {
-	b, err := os.ReadFile(filepath.Join(volumes.RunDir(abs), "pid"))
+	b, err := os.ReadFile(filepath.Join(daemon.RunDir(abs), "pid"))
 	if err != nil {
 		return 0, false
 	}
@@ -562,14 +563,14 @@ synced or not, as long as the daemon is not killed meanwhile.`,
 				args = append(args, "--force")
 			}
 			cwd, _ := os.Getwd()
-			code, err := volumes.Forward(cmd.Context(), volumes.Socket(volumes.RunDir(abs)), volumes.Request{Args: args, Cwd: cwd}, in, out, errf)
+			code, err := daemon.Forward(cmd.Context(), daemon.Socket(daemon.RunDir(abs)), daemon.Request{Args: args, Cwd: cwd}, in, out, errf)
 			if err != nil {
 				return fmt.Errorf("stop daemon (pid %d): %w", pid, err)
 			}
 			if code != 0 {
 				return &exitError{code: code}
 			}
-			draining := filepath.Join(volumes.RunDir(abs), drainingFile)
+			draining := filepath.Join(daemon.RunDir(abs), drainingFile)
 			for i := 0; i < 600; i++ {
 				if syscall.Kill(pid, 0) != nil {
 					a.say("stopped daemon for %s (pid %d)", abs, pid)
@@ -580,7 +581,7 @@ synced or not, as long as the daemon is not killed meanwhile.`,
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			return fmt.Errorf("daemon (pid %d) did not stop within 30s; see %s", pid, filepath.Join(volumes.RunDir(abs), "daemon.log"))
+			return fmt.Errorf("daemon (pid %d) did not stop within 30s; see %s", pid, filepath.Join(daemon.RunDir(abs), "daemon.log"))
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "sync and lazily unmount busy filesystems; serve them until they are released, then stop")
@@ -589,7 +590,7 @@ synced or not, as long as the daemon is not killed meanwhile.`,
 
 // stopHere runs 'daemon stop' inside the daemon: it hands the request to
 // the serving goroutine and prints its answer.
-func (d *daemon) stopHere(a *app, force bool) error {
+func (d *server) stopHere(a *app, force bool) error {
 	r := stopRequest{force: force, reply: make(chan stopReply, 1)}
 	d.stopReq <- r
 	rep := <-r.reply
@@ -641,7 +642,7 @@ func (a *app) daemonStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st := daemonStatus{Pool: abs, RunDir: volumes.RunDir(abs), Socket: volumes.Socket(volumes.RunDir(abs))}
+			st := daemonStatus{Pool: abs, RunDir: daemon.RunDir(abs), Socket: daemon.Socket(daemon.RunDir(abs))}
 			st.PID, st.Running = daemonPID(abs)
 			if st.Running {
 				st.Attached = attachedLoops(st.RunDir)

@@ -7,11 +7,11 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/thinpool/thinpool/volumes"
+	"github.com/thinpool/thinpool/daemon"
 )
 
 // interruptible returns a context that SIGINT or SIGTERM cancels, with a
-// *volumes.Interrupted cause, and a function that stops watching. Inside
+// *daemon.Interrupted cause, and a function that stops watching. Inside
 // the daemon the request's context does this (the client sends its
 // signal), so parent is returned as it is. After the first signal the
 // default action is back: a second Ctrl-C ends the process at once.
@@ -28,7 +28,7 @@ func (a *app) interruptible(parent context.Context) (context.Context, func()) {
 		case s := <-ch:
 			signal.Stop(ch)
 			sig, _ := s.(syscall.Signal)
-			cancel(&volumes.Interrupted{Signal: sig})
+			cancel(&daemon.Interrupted{Signal: sig})
 		case <-done:
 		}
 	}()
@@ -44,7 +44,7 @@ func (a *app) interruptible(parent context.Context) (context.Context, func()) {
 // signal ended (130 for SIGINT).
 func interrupted(ctx context.Context, what string) error {
 	code := 128 + int(syscall.SIGINT)
-	var in *volumes.Interrupted
+	var in *daemon.Interrupted
 	if errors.As(context.Cause(ctx), &in) {
 		code = in.ExitCode()
 	}

@@ -13,9 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/thinpool/thinpool/daemon"
 	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/thinpool"
-	"github.com/thinpool/thinpool/volumes"
 )
 
 // DefaultPool is the pool file used when neither --pool nor THINPOOL is set.
@@ -37,7 +37,7 @@ type app struct {
 	rawArgs []string
 	// daemon is set when this invocation runs inside the pool daemon;
 	// cwd is then the client's working directory, for relative paths.
-	daemon *daemon
+	daemon *server
 	cwd    string
 	// offline is set for a read-only command run with no daemon: manager
 	// then reads offlinePool, which execute closes.
@@ -125,7 +125,7 @@ Growing takes +SIZE as lvextend -L +1G does: 'pool grow --size +10G',
 				if err != nil {
 					return err
 				}
-				os.Setenv(volumes.RunBaseEnv, abs)
+				os.Setenv(daemon.RunBaseEnv, abs)
 			}
 			return a.forward(cmd, args)
 		},
@@ -141,7 +141,7 @@ Growing takes +SIZE as lvextend -L +1G does: 'pool grow --size +10G',
 	pf.StringVar(&a.poolPath, "pool", def, "pool file (env THINPOOL)")
 	pf.BoolVar(&a.json, "json", false, "print JSON instead of tables")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only what scripts need; no progress bars")
-	pf.StringVar(&a.runBase, "run-dir", "", "where pool daemons keep their sockets, FUSE mounts, pid and log files (env "+volumes.RunBaseEnv+"; default "+volumes.DefaultRunBase+")")
+	pf.StringVar(&a.runBase, "run-dir", "", "where pool daemons keep their sockets, FUSE mounts, pid and log files (env "+daemon.RunBaseEnv+"; default "+daemon.DefaultRunBase+")")
 	root.AddCommand(a.poolCmd(), a.deviceCmd(), a.snapshotCmd(), a.versionCmd(), a.daemonCmd())
 	root.AddCommand(a.imageCmd(), a.containerCmd(), a.volumeCmd(), a.infoCmd())
 	root.AddCommand(a.benchCmd(), a.docsCmd(root))

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thinpool/thinpool/daemon"
 	"github.com/thinpool/thinpool/thinpool"
-	"github.com/thinpool/thinpool/volumes"
 )
 
 // xferRun runs thinctl on the pool at path and returns stdout, stderr and
@@ -575,7 +575,7 @@ func TestTransferInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	cancel(&volumes.Interrupted{Signal: syscall.SIGTERM})
+	cancel(&daemon.Interrupted{Signal: syscall.SIGTERM})
 	interrupted := func(args ...string) (string, int) {
 		var out, errOut bytes.Buffer
 		a := &app{in: strings.NewReader(""), out: &out, err: &errOut}
