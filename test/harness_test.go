@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/thinpool/thinpool/daemon"
-	"github.com/thinpool/thinpool/volumes"
 )
 
 // thinctlBin is the binary the tests drive, built once by TestMain.
@@ -91,7 +90,7 @@ func (e *env) cleanup() {
 		time.Sleep(200 * time.Millisecond)
 	}
 	rd := daemon.RunDir(e.pool)
-	if err := volumes.Cleanup(rd, e.t.Logf); err != nil {
+	if err := daemon.Cleanup(rd, e.t.Logf); err != nil {
 		e.t.Errorf("cleanup %s: %v", rd, err)
 	}
 }

@@ -5,16 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/thinpool/thinpool/blockdev"
 	"github.com/thinpool/thinpool/thinpool"
 )
 
@@ -227,42 +223,11 @@ func (m *Manager) CreateContainer(name string, o ContainerOptions) (*Container, 
 
 // grow resizes a device holding a filesystem, and the filesystem. A write
 // the device failed while the filesystem grew fails it.
-func (m *Manager) grow(dev, fs string, size int64) (err error) {
+func (m *Manager) grow(dev, fs string, size int64) error {
 	if err := m.pool.Resize(dev, size); err != nil {
 		return err
 	}
-	a, err := m.Attach(dev, false)
-	if err != nil {
-		return err
-	}
-	defer func() { err = firstCause(err, m.umountChecked("", a.Loop)) }()
-	if fs == "xfs" {
-		dir, err := os.MkdirTemp(m.runDir, "grow")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(dir)
-		if err := blockdev.Mount(a.Loop, dir, "xfs", false, "nouuid"); err != nil {
-			return err
-		}
-		out, err := exec.Command("xfs_growfs", dir).CombinedOutput()
-		return errors.Join(wrapOut("xfs_growfs", out, err), blockdev.Unmount(dir))
-	}
-	if out, err := exec.Command("e2fsck", "-f", "-p", a.Loop).CombinedOutput(); err != nil {
-		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() > 1 {
-			return wrapOut("e2fsck", out, err)
-		}
-	}
-	out, err := exec.Command("resize2fs", a.Loop).CombinedOutput()
-	return wrapOut("resize2fs", out, err)
-}
-
-func wrapOut(what string, out []byte, err error) error {
-	if err == nil {
-		return nil
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return fmt.Errorf("%s: %v: %s", what, err, lines[len(lines)-1])
+	return m.host.GrowFS(dev, fs)
 }
 
 func (m *Manager) container(name string) (record, error) {
@@ -329,7 +294,7 @@ func (m *Manager) MountContainer(name, dir string) (*Container, error) {
 	}
 	m.mu.Unlock()
 	dir = filepath.Clean(dir)
-	if _, err := m.Mount(r.name(), dir, MountOptions{}); err != nil {
+	if err := m.host.Mount(r.name(), dir); err != nil {
 		return nil, err
 	}
 	mt := &mountedContainer{root: dir}
@@ -346,7 +311,7 @@ func (m *Manager) MountContainer(name, dir string) (*Container, error) {
 			}
 			mt.volumes = append(mt.volumes, s.Source)
 		}
-		target, err := bindInRoot(dir, s.Target, src, s.ReadOnly)
+		target, err := m.host.Bind(dir, s.Target, src, s.ReadOnly)
 		if err != nil {
 			return undo(fmt.Errorf("mount %s at %s: %w", s.Source, s.Target, err))
 		}
@@ -356,67 +321,6 @@ func (m *Manager) MountContainer(name, dir string) (*Container, error) {
 	m.mounted[r.name()] = mt
 	m.mu.Unlock()
 	return m.containerView(r), nil
-}
-
-// bindInRoot creates target inside root without following symlinks out of
-// it (openat2 RESOLVE_IN_ROOT) and bind-mounts src there. It returns the
-// path mounted on.
-func bindInRoot(root, target, src string, readOnly bool) (string, error) {
-	rootFd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return "", err
-	}
-	defer unix.Close(rootFd)
-	rel := strings.TrimPrefix(path.Clean(target), "/")
-	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
-	// Create each missing component, resolving within root.
-	parts := strings.Split(rel, "/")
-	for i := range parts {
-		sub := strings.Join(parts[:i+1], "/")
-		fd, err := unix.Openat2(rootFd, sub, how)
-		if err == nil {
-			unix.Close(fd)
-			continue
-		}
-		if !errors.Is(err, unix.ENOENT) {
-			return "", err
-		}
-		parent := strings.Join(parts[:i], "/")
-		if parent == "" {
-			parent = "."
-		}
-		pfd, err := unix.Openat2(rootFd, parent, how)
-		if err != nil {
-			return "", err
-		}
-		err = unix.Mkdirat(pfd, parts[i], 0o755)
-		unix.Close(pfd)
-		if err != nil && !errors.Is(err, unix.EEXIST) {
-			return "", err
-		}
-	}
-	fd, err := unix.Openat2(rootFd, rel, how)
-	if err != nil {
-		return "", err
-	}
-	defer unix.Close(fd)
-	// Mount on the opened directory itself, so no path can be swapped in.
-	onto := fmt.Sprintf("/proc/self/fd/%d", fd)
-	if err := unix.Mount(src, onto, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return "", err
-	}
-	// Where it ended up, for unmounting.
-	mounted, err := os.Readlink(onto)
-	if err != nil {
-		mounted = filepath.Join(root, rel)
-	}
-	if readOnly {
-		if err := unix.Mount("", mounted, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, ""); err != nil {
-			_ = unix.Unmount(mounted, unix.MNT_DETACH)
-			return "", err
-		}
-	}
-	return mounted, nil
 }
 
 // UnmountContainer unmounts a container's mounts and root filesystem, and
@@ -438,14 +342,14 @@ func (m *Manager) UnmountContainer(name string) error {
 func (m *Manager) unmountContainer(dev string, mt *mountedContainer) error {
 	var errs []error
 	for i := len(mt.targets) - 1; i >= 0; i-- {
-		if err := unix.Unmount(mt.targets[i], 0); err != nil {
+		if err := m.host.Unbind(mt.targets[i]); err != nil {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", mt.targets[i], err))
 		}
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	if err := m.Umount(dev); err != nil {
+	if err := m.host.Unmount(mt.root); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -459,7 +363,7 @@ func (m *Manager) unmountContainer(dev string, mt *mountedContainer) error {
 	m.mu.Unlock()
 	for _, v := range mt.volumes {
 		if !inUse[v] {
-			if err := m.Umount(m.volumeMountpoint(v)); err != nil && !errors.Is(err, ErrNotAttached) {
+			if err := m.host.Unmount(m.volumeMountpoint(v)); err != nil && !errors.Is(err, ErrNotAttached) {
 				errs = append(errs, err)
 			}
 		}
@@ -485,7 +389,7 @@ func (m *Manager) RemoveContainer(name string, force bool) error {
 			return err
 		}
 	}
-	if err := m.Busy(r.name()); err != nil {
+	if err := m.host.Busy(r.name()); err != nil {
 		return err
 	}
 	return m.pool.Delete(r.name())

@@ -106,7 +106,7 @@ func (m *Manager) base(size int64) (record, error) {
 	if _, err := m.pool.CreateThin(baseDevice, size, labels); err != nil {
 		return record{}, err
 	}
-	if err := m.mkfs(baseDevice, "ext4"); err != nil {
+	if err := m.host.Mkfs(baseDevice, "ext4"); err != nil {
 		return record{}, errors.Join(err, m.pool.Delete(baseDevice))
 	}
 	labels[labelState] = stateReady
@@ -236,25 +236,25 @@ func (m *Manager) applyLayer(ctx context.Context, parent, dev, chainID, parentCh
 		return err
 	}
 	fail := func(err error) error { return errors.Join(err, m.pool.Delete(dev)) }
-	dir := filepath.Join(m.runDir, "layers", strings.TrimPrefix(dev, layerPrefix))
+	dir := filepath.Join(m.workDir, "layers", strings.TrimPrefix(dev, layerPrefix))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fail(err)
 	}
 	defer os.Remove(dir)
-	mr, err := m.Mount(dev, dir, MountOptions{})
-	if err != nil {
+	if err := m.host.Mount(dev, dir); err != nil {
 		return fail(err)
 	}
 	rc, err := l.Open()
 	if err == nil {
-		_, err = layer.Apply(ctx, dir, &countingReader{r: rc, fn: progress}, layer.Options{})
+		// Without root (the tests) files stay the caller's: chown would fail.
+		_, err = layer.Apply(ctx, dir, &countingReader{r: rc, fn: progress}, layer.Options{NoSameOwner: os.Geteuid() != 0})
 		if cerr := rc.Close(); err == nil {
 			err = cerr
 		}
 	}
 	// A full pool fails the filesystem's writeback, which the apply does
 	// not see: sync, and check the device, before trusting the layer.
-	if err = firstCause(err, m.umountChecked(dir, mr.Loop)); err != nil {
+	if err = firstCause(err, m.host.UnmountChecked(dir)); err != nil {
 		return fail(err)
 	}
 	size, err := m.addedBytes(parent, dev)
@@ -488,15 +488,11 @@ func (m *Manager) CommitContainer(name, ref string) (*Image, error) {
 func (m *Manager) syncContainer(dev string) error {
 	m.mu.Lock()
 	mt, mounted := m.mounted[dev]
-	var loop string
-	if a, ok := m.find(dev); ok && mounted {
-		loop = a.Loop
-	}
 	m.mu.Unlock()
-	if loop == "" {
+	if !mounted {
 		return nil
 	}
-	return m.syncChecked(mt.root, loop)
+	return m.host.Sync(mt.root)
 }
 
 // HistoryEntry is one step of 'image history'.

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/thinpool/thinpool/blockdev"
 	"github.com/thinpool/thinpool/thinpool"
 )
 
@@ -94,7 +93,7 @@ func (m *Manager) createVolume(name string, o VolumeOptions, anonymous bool) (*V
 		}
 		return nil, err
 	}
-	if err := m.mkfs(dev, o.FS); err != nil {
+	if err := m.host.Mkfs(dev, o.FS); err != nil {
 		return nil, errors.Join(fmt.Errorf("volume %q: %w", name, err), m.pool.Delete(dev))
 	}
 	labels[labelState] = stateReady
@@ -102,16 +101,6 @@ func (m *Manager) createVolume(name string, o VolumeOptions, anonymous bool) (*V
 		return nil, errors.Join(err, m.pool.Delete(dev))
 	}
 	return m.InspectVolume(name)
-}
-
-// mkfs attaches a device, makes a filesystem and detaches it.
-func (m *Manager) mkfs(dev, fs string) error {
-	a, err := m.Attach(dev, false)
-	if err != nil {
-		return err
-	}
-	err = blockdev.Mkfs(a.Loop, fs)
-	return firstCause(err, m.umountChecked("", a.Loop))
 }
 
 func (m *Manager) volumeView(r record, users map[string][]string) *Volume {
@@ -136,7 +125,7 @@ func (m *Manager) volumeView(r record, users map[string][]string) *Volume {
 			v.UsedBytes = int64(u.Mapped) * m.pool.BlockSize()
 		}
 	}
-	v.Mounted = blockdev.IsMounted(v.Mountpoint)
+	v.Mounted = m.host.Mounted(v.Mountpoint)
 	return v
 }
 
@@ -210,10 +199,10 @@ func (m *Manager) removeVolume(name string) error {
 	if users := m.volumeUsers()[name]; len(users) > 0 {
 		return reasonf(ErrInUse, "volume %q is used by container(s) %s; remove them first", name, strings.Join(users, ", "))
 	}
-	if blockdev.IsMounted(m.volumeMountpoint(name)) {
+	if m.host.Mounted(m.volumeMountpoint(name)) {
 		return reasonf(ErrInUse, "volume %q is mounted at %s by a running container", name, m.volumeMountpoint(name))
 	}
-	if err := m.Busy(r.name()); err != nil {
+	if err := m.host.Busy(r.name()); err != nil {
 		return err
 	}
 	if err := m.pool.Delete(r.name()); err != nil {
@@ -250,10 +239,10 @@ func (m *Manager) mountVolume(name string) (string, error) {
 		return "", err
 	}
 	dir := m.volumeMountpoint(name)
-	if blockdev.IsMounted(dir) {
+	if m.host.Mounted(dir) {
 		return dir, nil
 	}
-	if _, err := m.Mount(r.name(), dir, MountOptions{}); err != nil {
+	if err := m.host.Mount(r.name(), dir); err != nil {
 		return "", fmt.Errorf("mount volume %q: %w", name, err)
 	}
 	return dir, nil

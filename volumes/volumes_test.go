@@ -3,6 +3,8 @@ package volumes
 import (
 	"errors"
 	"testing"
+
+	"github.com/thinpool/thinpool/thinpool"
 )
 
 func TestParseVolumeFlagAnonymous(t *testing.T) {
@@ -33,17 +35,15 @@ func TestParseVolumeFlagAnonymous(t *testing.T) {
 	}
 }
 
-func TestBusyError(t *testing.T) {
-	err := error(&BusyError{Holders: []Holder{
-		{PID: 10, Comm: "sh", Mount: "/mnt/a", How: "cwd"},
-		{PID: 11, Comm: "vim", Mount: "/mnt/a", How: "fd"},
-		{PID: 12, Comm: "sleep", Mount: "/mnt/b", How: "root"},
-	}})
-	want := "/mnt/a is busy: held by pid 10 (sh, cwd), pid 11 (vim, fd); /mnt/b is busy: held by pid 12 (sleep, root)"
-	if err.Error() != want {
-		t.Fatalf("got  %q\nwant %q", err.Error(), want)
+func TestAutoextendValidate(t *testing.T) {
+	for _, a := range []Autoextend{{49, 20}, {101, 20}, {80, 0}, {80, -1}, {80, 1001}} {
+		if err := a.Validate(); !errors.Is(err, thinpool.ErrInvalid) {
+			t.Errorf("%+v: %v", a, err)
+		}
 	}
-	if !errors.Is(err, ErrInUse) {
-		t.Fatal("a BusyError does not match ErrInUse")
+	for _, a := range []Autoextend{{0, 20}, {100, 20}, {50, 1}, {99, 1000}} {
+		if err := a.Validate(); err != nil {
+			t.Errorf("%+v: %v", a, err)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thinpool/thinpool/blockdev"
+	"github.com/thinpool/thinpool/daemon"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes"
 )
@@ -17,7 +18,7 @@ import (
 // pool file.
 func (a *app) manager() (*volumes.Manager, error) {
 	if a.daemon != nil {
-		return a.daemon.mgr, nil
+		return a.daemon.Manager(), nil
 	}
 	if !a.offline {
 		return nil, fmt.Errorf("this command needs the pool daemon")
@@ -32,6 +33,15 @@ func (a *app) manager() (*volumes.Manager, error) {
 	return volumes.Offline(a.offlinePool), nil
 }
 
+// host returns the daemon's Host, which serves devices; the commands that
+// use it are forwarded to the daemon (see needsDaemon).
+func (a *app) host() (*daemon.Host, error) {
+	if a.daemon == nil {
+		return nil, fmt.Errorf("this command needs the pool daemon")
+	}
+	return a.daemon.Host(), nil
+}
+
 func (a *app) deviceBlockCmds() []*cobra.Command {
 	var ro bool
 	attach := &cobra.Command{
@@ -41,11 +51,11 @@ func (a *app) deviceBlockCmds() []*cobra.Command {
   mkfs.ext4 $dev`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.manager()
+			h, err := a.host()
 			if err != nil {
 				return err
 			}
-			at, err := m.Attach(args[0], ro)
+			at, err := h.Attach(args[0], ro)
 			if err != nil {
 				return err
 			}
@@ -66,7 +76,7 @@ func (a *app) deviceBlockCmds() []*cobra.Command {
 			if a.daemon == nil { // no daemon runs, so nothing is attached
 				return volumes.NotAttached(args[0])
 			}
-			if err := a.daemon.mgr.Detach(args[0]); err != nil {
+			if err := a.daemon.Host().Detach(args[0]); err != nil {
 				return err
 			}
 			a.say("Detached %s", args[0])
@@ -89,11 +99,11 @@ reformatted.`,
   thinctl device mount web-snap /mnt/snap --readonly`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.manager()
+			h, err := a.host()
 			if err != nil {
 				return err
 			}
-			res, err := m.Mount(args[0], a.abs(args[1]), volumes.MountOptions{Mkfs: mkfs, ReadOnly: mro, Options: opts})
+			res, err := h.MountDevice(args[0], a.abs(args[1]), daemon.MountOptions{Mkfs: mkfs, ReadOnly: mro, Options: opts})
 			if err != nil {
 				return err
 			}
@@ -120,12 +130,12 @@ reformatted.`,
 			if a.daemon == nil { // no daemon runs, so nothing is mounted
 				return volumes.NotMounted(args[0])
 			}
-			m := a.daemon.mgr
+			h := a.daemon.Host()
 			key := args[0]
 			if strings.Contains(key, "/") || key == "." || key == ".." {
 				key = a.abs(key) // a directory or /dev/loopN, not a device name
 			}
-			if err := m.Umount(key); err != nil {
+			if err := h.Umount(key); err != nil {
 				return err
 			}
 			a.say("Unmounted and detached %s", args[0])

@@ -15,7 +15,6 @@ import (
 	"github.com/thinpool/thinpool/daemon"
 	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/thinpool"
-	"github.com/thinpool/thinpool/volumes"
 )
 
 // thinctl runs the CLI in-process on pool and returns stdout, stderr and the
@@ -353,7 +352,7 @@ func TestExitCodes(t *testing.T) {
 		{&fs.PathError{Op: "open", Path: "x.tar", Err: syscall.ENOENT}, exitNotFound},
 		{fmt.Errorf("write: %w", thinpool.ErrMetadataFull), exitNoSpace},
 		{&thinpool.CorruptionError{Off: -1, What: "x"}, exitCorrupt},
-		{&volumes.BusyError{}, exitInUse},
+		{&daemon.BusyError{}, exitInUse},
 		{&exitError{code: 130, msg: "interrupted: nothing imported"}, 130},
 		{errors.New("boom"), exitFailure},
 	} {

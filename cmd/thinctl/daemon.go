@@ -4,56 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/thinpool/thinpool/blockdev"
 	"github.com/thinpool/thinpool/daemon"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes"
 )
-
-// server is the state of a running 'thinctl daemon run'.
-type server struct {
-	poolPath string // absolute
-	runDir   string
-	mgr      *volumes.Manager
-	// stopReq carries 'daemon stop' requests to the goroutine that serves
-	// until the stop; it answers on the request's reply channel.
-	stopReq chan stopRequest
-	// draining is set once a forced stop has lazily unmounted busy
-	// filesystems: the daemon serves them until they are released, and
-	// refuses every other command.
-	draining atomic.Pointer[string]
-}
-
-// stopRequest is one 'daemon stop' run inside the daemon.
-type stopRequest struct {
-	force bool
-	reply chan stopReply
-}
-
-// stopReply answers a stopRequest: err means the daemon keeps serving and
-// nothing was torn down; held lists what a forced stop left lazily
-// unmounted, which the daemon serves until it is released.
-type stopReply struct {
-	err  error
-	held []volumes.Holder
-}
-
-// drainingFile is the marker in the run directory while a forced stop
-// waits for lazily unmounted filesystems to be released.
-const drainingFile = "stopping"
 
 // localOnly are the commands that never go to a daemon.
 func localOnly(cmd *cobra.Command) bool {
@@ -177,7 +143,7 @@ func (a *app) forward(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	reapStuckDaemon(daemon.RunDir(abs))
+	daemon.ReapStuck(daemon.RunDir(abs))
 	sock := daemon.Socket(daemon.RunDir(abs))
 	if _, err := os.Stat(sock); err != nil {
 		if !needsDaemon(cmd) {
@@ -253,110 +219,46 @@ func (a *app) daemonRunCmd() *cobra.Command {
 }
 
 // runDaemon serves the pool at poolPath until SIGTERM, SIGINT or
-// 'daemon stop', then unmounts, detaches, commits and releases the pool.
-// A stop is refused, and the daemon goes on serving, while a process holds
-// one of its mounts; 'daemon stop --force' unmounts those lazily and serves
-// them until the kernel releases them.
-func runDaemon(poolPath string, logw interface{ Write([]byte) (int, error) }) error {
+// 'daemon stop' (see daemon.Daemon.Stop): each signal tries a stop, which
+// a busy mount refuses; the daemon then logs why and goes on serving.
+func runDaemon(poolPath string, logw io.Writer) error {
 	logger := log.New(logw, "thinpool: ", log.LstdFlags)
 	p, err := thinpool.Open(poolPath)
 	if err != nil {
 		return hintPool(err)
 	}
-	runDir := daemon.RunDir(poolPath)
-	mgr, err := volumes.Start(p, runDir, logger.Printf)
+	var d *daemon.Daemon
+	d, err = daemon.New(p, daemon.Options{Logf: logger.Printf,
+		Handler: func(ctx context.Context, req daemon.Request, in, out, errOut *os.File) int {
+			return handle(ctx, d, req, in, out, errOut)
+		}})
 	if err != nil {
 		return errors.Join(err, p.Close())
 	}
-	d := &server{poolPath: poolPath, runDir: runDir, mgr: mgr, stopReq: make(chan stopRequest)}
-	l, err := daemon.Listen(daemon.Socket(runDir), d.handle)
-	if err != nil {
-		return errors.Join(err, mgr.Close(), p.Close())
-	}
-	pidFile := filepath.Join(runDir, "pid")
-	_ = os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
-	logger.Printf("serving %s (run directory %s, pid %d)", poolPath, runDir, os.Getpid())
-
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	for stopped := false; !stopped; {
-		select {
-		case s := <-sig:
-			if err := mgr.Close(); err != nil {
-				logger.Printf("%v: not stopping, still serving: %v", s, err)
-				continue
+	defer signal.Stop(sig)
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		for {
+			select {
+			case s := <-sig:
+				_, _ = d.Stop(false, s.String())
+			case <-stopped:
+				return
 			}
-			logger.Printf("%v: unmounted and detached everything", s)
-			stopped = true
-		case r := <-d.stopReq:
-			stopped = d.stop(r, logger)
 		}
-	}
-	signal.Stop(sig)
-	_ = os.Remove(daemon.Socket(runDir))
-	errs := []error{l.CloseWait(5 * time.Second), p.Close()}
-	_ = os.Remove(pidFile)
-	if err := errors.Join(errs...); err != nil {
-		logger.Printf("shutdown: %v", err)
-		return err
-	}
-	logger.Printf("pool %s committed and released", poolPath)
-	if err := daemon.RemoveRunDir(runDir); err != nil {
-		logger.Printf("%v", err)
-	}
-	return nil
-}
-
-// stop runs a 'daemon stop' request and reports whether the manager is
-// closed. Without force, busy mounts refuse the stop before anything is
-// torn down. With force, busy filesystems are synced and lazily unmounted,
-// the request is answered, and the daemon serves them until the kernel
-// releases them; only then does it detach and close.
-func (d *server) stop(r stopRequest, logger *log.Logger) bool {
-	hs, err := d.mgr.Holders()
-	if err == nil && len(hs) > 0 && r.force {
-		hs, err = d.mgr.UnmountLazily()
-		if err == nil {
-			msg := (&volumes.BusyError{Holders: hs}).Error()
-			d.draining.Store(&msg)
-			_ = os.WriteFile(filepath.Join(d.runDir, drainingFile), []byte(msg+"\n"), 0o600)
-			logger.Printf("stop --force: lazily unmounted; serving until released: %s", msg)
-			r.reply <- stopReply{held: hs}
-			r.reply = nil
-			logged := time.Now()
-			err = d.mgr.WaitReleased(200*time.Millisecond, func() {
-				if time.Since(logged) > time.Minute {
-					logger.Printf("stop --force: still waiting for %s", msg)
-					logged = time.Now()
-				}
-			})
-		}
-	}
-	if err == nil {
-		err = d.mgr.Close()
-	}
-	if err != nil {
-		if r.reply != nil {
-			r.reply <- stopReply{err: err}
-		}
-		logger.Printf("stop: not stopping, still serving: %v", err)
-		d.draining.Store(nil)
-		_ = os.Remove(filepath.Join(d.runDir, drainingFile))
-		return false
-	}
-	logger.Printf("stop requested: unmounted and detached everything")
-	if r.reply != nil {
-		r.reply <- stopReply{}
-	}
-	return true
+	}()
+	return d.Run(context.Background())
 }
 
 // handle runs one forwarded invocation against the daemon's pool.
 // ctx ends when the client is interrupted or goes away.
-func (d *server) handle(ctx context.Context, req daemon.Request, in, out, errOut *os.File) int {
+func handle(ctx context.Context, d *daemon.Daemon, req daemon.Request, in, out, errOut *os.File) int {
 	a := &app{in: in, out: out, err: errOut, daemon: d, cwd: req.Cwd}
-	if msg := d.draining.Load(); msg != nil {
-		fmt.Fprintf(errOut, "thinctl: the daemon for %s is stopping: it serves lazily unmounted filesystems until they are released: %s\n", d.poolPath, *msg)
+	if msg, ok := d.Draining(); ok {
+		fmt.Fprintf(errOut, "thinctl: the daemon for %s is stopping: it serves lazily unmounted filesystems until they are released: %s\n", d.Pool().Path(), msg)
 		return 1
 	}
 	root := a.rootCmd()
@@ -374,15 +276,15 @@ func (a *app) daemonStartCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			reapStuckDaemon(daemon.RunDir(abs))
-			if pid, ok := daemonPID(abs); ok {
+			daemon.ReapStuck(daemon.RunDir(abs))
+			if pid, ok := daemon.PID(daemon.RunDir(abs)); ok {
 				a.say("daemon for %s is already running (pid %d)", abs, pid)
 				return nil
 			}
 			if err := a.startDaemon(abs); err != nil {
 				return err
 			}
-			pid, _ := daemonPID(abs)
+			pid, _ := daemon.PID(daemon.RunDir(abs))
 			a.say("started daemon for %s (pid %d, run directory %s)", abs, pid, daemon.RunDir(abs))
 			return nil
 		},
@@ -407,115 +309,13 @@ func (a *app) startDaemon(abs string) error {
 	return a.spawnDaemon(abs, runDir, made)
 }
 
-// spawnDaemon runs 'thinctl daemon run' in the background, logging to the
-// run directory, and waits until it answers. If the daemon exits at start
-// and made is set (this call made the run directory), the run directory
-// goes again: a failed start leaves nothing behind.
+// spawnDaemon runs 'thinctl daemon run' in the background (daemon.Spawn).
 func (a *app) spawnDaemon(abs, runDir string, made bool) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	logPath := filepath.Join(runDir, "daemon.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	c := exec.Command(self, "--pool", abs, "daemon", "run")
-	c.Stdout, c.Stderr = logf, logf
-	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := c.Start(); err != nil {
-		return fmt.Errorf("start daemon: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- c.Wait() }()
-	deadline := time.After(20 * time.Second)
-	for {
-		if daemonAnswers(abs) {
-			return nil
-		}
-		select {
-		case <-exited:
-			// Another command may have started a daemon first: use it.
-			for i := 0; i < 100; i++ {
-				if daemonAnswers(abs) {
-					return nil
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			err := fmt.Errorf("the daemon exited at start: %s", lastLine(logPath))
-			if made {
-				_ = daemon.RemoveRunDir(runDir)
-			}
-			return err
-		case <-deadline:
-			return fmt.Errorf("the daemon did not answer within 20s (log: %s)", logPath)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// reapStuckDaemon frees a killed daemon that cannot exit: its main thread is
-// a zombie while another of its threads waits, uninterruptibly, on I/O that
-// only the daemon's own (dead) FUSE server could serve (an unmount's
-// writeback, a last close's flush). Such a process keeps the pool lock, and
-// its socket still accepts connections. Aborting that FUSE connection fails
-// the I/O, the process exits, and the lock goes with it.
-func reapStuckDaemon(runDir string) {
-	b, err := os.ReadFile(filepath.Join(runDir, "pid"))
-	if err != nil {
-		return
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || !stuckExiting(pid) {
-		return
-	}
-	_ = blockdev.AbortMount(filepath.Join(runDir, "fuse"))
-	for i := 0; i < 200 && stuckExiting(pid); i++ {
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stuckExiting reports whether process pid is exiting but cannot: its main
-// thread is a zombie while other threads remain.
-func stuckExiting(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	return strings.Contains(s, "State:\tZ") && !strings.Contains(s, "Threads:\t1\n")
-}
-
-func lastLine(path string) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return strings.TrimPrefix(lines[len(lines)-1], "thinctl: ")
-}
-
-// daemonAnswers reports whether a daemon accepts connections on the pool's
-// socket.
-func daemonAnswers(abs string) bool {
-	c, err := dialTimeout(daemon.Socket(daemon.RunDir(abs)))
-	if err != nil {
-		return false
-	}
-	c.Close()
-	return true
-}
-
-// daemonPID returns the pid of the pool's running daemon.
-func daemonPID(abs string) (int, bool) {
-	b, err := os.ReadFile(filepath.Join(daemon.RunDir(abs), "pid"))
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || syscall.Kill(pid, 0) != nil || !daemonAnswers(abs) {
-		return 0, false
-	}
-	return pid, true
+	return daemon.Spawn(runDir, []string{self, "--pool", abs, "daemon", "run"}, made)
 }
 
 func (a *app) daemonStopCmd() *cobra.Command {
@@ -541,13 +341,13 @@ synced or not, as long as the daemon is not killed meanwhile.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if a.daemon != nil {
-				return a.daemon.stopHere(a, force)
+				return a.stopHere(force)
 			}
 			abs, err := filepath.Abs(a.poolPath)
 			if err != nil {
 				return err
 			}
-			pid, ok := daemonPID(abs)
+			pid, ok := daemon.PID(daemon.RunDir(abs))
 			if !ok {
 				a.say("no daemon is running for %s", abs)
 				return nil
@@ -570,18 +370,17 @@ synced or not, as long as the daemon is not killed meanwhile.`,
 			if code != 0 {
 				return &exitError{code: code}
 			}
-			draining := filepath.Join(daemon.RunDir(abs), drainingFile)
 			for i := 0; i < 600; i++ {
 				if syscall.Kill(pid, 0) != nil {
 					a.say("stopped daemon for %s (pid %d)", abs, pid)
 					return nil
 				}
-				if _, err := os.Stat(draining); err == nil {
+				if _, draining := daemon.Stopping(daemon.RunDir(abs)); draining {
 					return nil // the daemon said what it waits for
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			return fmt.Errorf("daemon (pid %d) did not stop within 30s; see %s", pid, filepath.Join(daemon.RunDir(abs), "daemon.log"))
+			return fmt.Errorf("daemon (pid %d) did not stop within 30s; see %s", pid, daemon.LogFile(daemon.RunDir(abs)))
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "sync and lazily unmount busy filesystems; serve them until they are released, then stop")
@@ -590,33 +389,16 @@ synced or not, as long as the daemon is not killed meanwhile.`,
 
 // stopHere runs 'daemon stop' inside the daemon: it hands the request to
 // the serving goroutine and prints its answer.
-func (d *server) stopHere(a *app, force bool) error {
-	r := stopRequest{force: force, reply: make(chan stopReply, 1)}
-	d.stopReq <- r
-	rep := <-r.reply
-	if rep.err != nil {
-		return fmt.Errorf("not stopping the daemon for %s: %w; end those processes or use --force", d.poolPath, rep.err)
+func (a *app) stopHere(force bool) error {
+	held, err := a.daemon.Stop(force, "stop")
+	if err != nil {
+		return fmt.Errorf("not stopping the daemon for %s: %w; end those processes or use --force", a.daemon.Pool().Path(), err)
 	}
-	if len(rep.held) > 0 {
-		fmt.Fprintf(a.out, "Synced and lazily unmounted the busy filesystems: %s.\n", (&volumes.BusyError{Holders: rep.held}).Error())
+	if len(held) > 0 {
+		fmt.Fprintf(a.out, "Synced and lazily unmounted the busy filesystems: %s.\n", (&daemon.BusyError{Holders: held}).Error())
 		fmt.Fprintf(a.out, "The daemon (pid %d) serves them until those processes let go, then detaches, commits and exits.\n", os.Getpid())
 	}
 	return nil
-}
-
-// attachedLoops counts the loop devices whose backing file is in the FUSE
-// mount of the run directory: the devices its daemon has attached.
-// REF: https://docs.kernel.org/admin-guide/abi-stable-files.html (/sys/block/loopN/loop/backing_file)
-func attachedLoops(runDir string) int {
-	dir := filepath.Join(runDir, "fuse") + "/"
-	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	n := 0
-	for _, f := range files {
-		if b, err := os.ReadFile(f); err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), dir) {
-			n++
-		}
-	}
-	return n
 }
 
 // daemonStatus is the JSON of 'daemon status'.
@@ -643,12 +425,10 @@ func (a *app) daemonStatusCmd() *cobra.Command {
 				return err
 			}
 			st := daemonStatus{Pool: abs, RunDir: daemon.RunDir(abs), Socket: daemon.Socket(daemon.RunDir(abs))}
-			st.PID, st.Running = daemonPID(abs)
+			st.PID, st.Running = daemon.PID(st.RunDir)
 			if st.Running {
-				st.Attached = attachedLoops(st.RunDir)
-			}
-			if b, err := os.ReadFile(filepath.Join(st.RunDir, drainingFile)); err == nil && st.Running {
-				st.Stopping = strings.TrimSpace(string(b))
+				st.Attached = daemon.AttachedLoops(st.RunDir)
+				st.Stopping, _ = daemon.Stopping(st.RunDir)
 			}
 			if a.json {
 				return a.printJSON(st)

@@ -169,7 +169,7 @@ func (a *app) devices(p *thinpool.Pool) ([]deviceJSON, error) {
 	if err != nil || a.daemon == nil {
 		return devs, err
 	}
-	for _, at := range a.daemon.mgr.Attachments() {
+	for _, at := range a.daemon.Host().Attachments() {
 		for i := range devs {
 			if devs[i].ID == at.ID {
 				devs[i].Loop, devs[i].MountedAt = at.Loop, at.MountDir
@@ -287,7 +287,7 @@ func (a *app) deviceRmCmd() *cobra.Command {
 						return err
 					}
 					if a.daemon != nil {
-						if err := a.daemon.mgr.Busy(name); err != nil {
+						if err := a.daemon.Host().Busy(name); err != nil {
 							return err
 						}
 					}
@@ -355,7 +355,7 @@ func (a *app) deviceResizeCmd() *cobra.Command {
 				}
 				a.warnOvercommit(p)
 				if a.daemon != nil {
-					if err := a.daemon.mgr.Resized(args[0]); err != nil {
+					if err := a.daemon.Host().Resized(args[0]); err != nil {
 						return fmt.Errorf("resized %q, but the attached loop device did not follow: %w", args[0], err)
 					}
 				}

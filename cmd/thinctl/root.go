@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -37,7 +35,7 @@ type app struct {
 	rawArgs []string
 	// daemon is set when this invocation runs inside the pool daemon;
 	// cwd is then the client's working directory, for relative paths.
-	daemon *server
+	daemon *daemon.Daemon
 	cwd    string
 	// offline is set for a read-only command run with no daemon: manager
 	// then reads offlinePool, which execute closes.
@@ -86,10 +84,6 @@ func (a *app) abs(path string) string {
 		return path
 	}
 	return filepath.Join(a.cwd, path)
-}
-
-func dialTimeout(sock string) (net.Conn, error) {
-	return net.DialTimeout("unix", sock, time.Second)
 }
 
 // exitError ends a command with a given exit code and an optional message.
@@ -192,7 +186,7 @@ func (a *app) versionCmd() *cobra.Command {
 // withPool opens the pool, runs fn, and closes the pool.
 func (a *app) withPool(fn func(p *thinpool.Pool) error) error {
 	if a.daemon != nil {
-		return fn(a.daemon.mgr.Pool())
+		return fn(a.daemon.Pool())
 	}
 	p, err := openPool(a.poolPath)
 	if err != nil {

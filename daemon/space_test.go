@@ -1,4 +1,4 @@
-package volumes
+package daemon
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/thinpool/thinpool/thinpool"
+	"github.com/thinpool/thinpool/volumes"
 )
 
 // logRecorder collects what the space monitor logs.
@@ -124,7 +125,7 @@ func TestSpaceWarnings(t *testing.T) {
 // it and succeeds.
 func TestAutoextend(t *testing.T) {
 	p := mustCreatePool(t, 100*blk)
-	if err := SetAutoextend(p, Autoextend{Threshold: 80, Percent: 20}); err != nil {
+	if err := volumes.SetAutoextend(p, volumes.Autoextend{Threshold: 80, Percent: 20}); err != nil {
 		t.Fatal(err)
 	}
 	d, err := p.CreateThin("a", 1000*blk, nil)
@@ -172,7 +173,7 @@ func TestAutoextend(t *testing.T) {
 	}
 
 	// Autoextend off: a full pool stays full.
-	if err := SetAutoextend(p, Autoextend{}); err != nil {
+	if err := volumes.SetAutoextend(p, volumes.Autoextend{}); err != nil {
 		t.Fatal(err)
 	}
 	n := u.DataBlocks
@@ -196,32 +197,19 @@ func TestAutoextendNoHostRoom(t *testing.T) {
 	if err := p.Grow(max(200*blk, int64(st.Bavail)*st.Bsize/5/blk*blk)); err != nil {
 		t.Fatal(err)
 	}
-	if err := SetAutoextend(p, Autoextend{Threshold: 50, Percent: 1000}); err != nil {
+	if err := volumes.SetAutoextend(p, volumes.Autoextend{Threshold: 50, Percent: 1000}); err != nil {
 		t.Fatal(err)
 	}
 	var log logRecorder
 	s := &spaceMonitor{pool: p, logf: log.logf}
 	u := p.Usage()
 	for try := range 2 { // the second try must neither grow nor log again
-		if s.growData(u, Autoextend{Threshold: 50, Percent: 1000}) {
+		if s.growData(u, volumes.Autoextend{Threshold: 50, Percent: 1000}) {
 			t.Fatalf("try %d grew past the host's free space", try)
 		}
 	}
 	if got := log.take(); len(got) != 1 || !strings.Contains(got[0], "its file system has only") {
 		t.Fatalf("log %q", got)
-	}
-}
-
-func TestAutoextendValidate(t *testing.T) {
-	for _, a := range []Autoextend{{49, 20}, {101, 20}, {80, 0}, {80, -1}, {80, 1001}} {
-		if err := a.Validate(); !errors.Is(err, thinpool.ErrInvalid) {
-			t.Errorf("%+v: %v", a, err)
-		}
-	}
-	for _, a := range []Autoextend{{0, 20}, {100, 20}, {50, 1}, {99, 1000}} {
-		if err := a.Validate(); err != nil {
-			t.Errorf("%+v: %v", a, err)
-		}
 	}
 }
 
@@ -233,7 +221,7 @@ func TestAutoextendMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if err := SetAutoextend(p, Autoextend{Threshold: 80, Percent: 50}); err != nil {
+	if err := volumes.SetAutoextend(p, volumes.Autoextend{Threshold: 80, Percent: 50}); err != nil {
 		t.Fatal(err)
 	}
 	var log logRecorder
@@ -275,7 +263,7 @@ func TestAutoextendPolicyNotOurs(t *testing.T) {
 	if _, err := p.CreateThin("thinpool.config", blk, map[string]string{"mine": "yes"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := SetAutoextend(p, Autoextend{Threshold: 80, Percent: 20}); err == nil {
+	if err := volumes.SetAutoextend(p, volumes.Autoextend{Threshold: 80, Percent: 20}); err == nil {
 		t.Fatal("SetAutoextend took over a device of the user's")
 	}
 	if d, _ := p.Device("thinpool.config"); d.Info().Labels["mine"] != "yes" || len(d.Info().Labels) != 1 {
