@@ -1,6 +1,27 @@
 // Package daemon is the pool daemon: the one process that owns a pool (its
 // lock), serves its thin devices as block devices and runs the commands
-// that thinctl forwards to it.
+// that thinctl forwards to it. Its imports go one way: daemon uses volumes
+// (the model), thinpool (the engine) and blockdev (FUSE, loop devices,
+// mounts); nothing below imports it.
+//
+// # Serving
+//
+// New takes an open pool: it cleans up what a previous daemon of the run
+// directory left (mounts, loop devices, a dead FUSE mount; see Cleanup),
+// serves FUSE there through a Host, builds the volumes.Manager on that Host
+// (which rolls back steps a crash left half-made) and starts the loop that
+// commits the pool every CommitPeriod and watches its space (warnings at
+// SpaceThresholds, autoextend as the pool's volumes.Autoextend policy says).
+// Run listens on the socket and serves until Stop succeeds; then it
+// commits, closes the pool and removes the run directory.
+//
+// # Stopping
+//
+// A stop is refused, with a *BusyError naming the processes, while a
+// process holds one of the daemon's mounts (see blockdev.Holders); nothing
+// is torn down then. A forced stop syncs and lazily unmounts everything,
+// serves what is still held until the kernel releases it (Draining), and
+// only then detaches and exits.
 //
 // # Run directory
 //
