@@ -61,7 +61,7 @@ func (e *Interrupted) ExitCode() int { return 128 + int(e.Signal) }
 
 // ErrClientGone is the cause of the cancellation of a request whose client
 // closed its connection before the answer (it was killed).
-var ErrClientGone = errors.New("volumes: the client went away")
+var ErrClientGone = errors.New("daemon: the client went away")
 
 // Listener serves forwarded requests on a unix socket.
 type Listener struct {
@@ -216,7 +216,7 @@ func (s *Listener) CloseWait(d time.Duration) error {
 }
 
 // ErrNoDaemon is returned by Forward when no daemon listens on the socket.
-var ErrNoDaemon = errdefs.New(errdefs.ErrUnavailable, "volumes: no daemon is running")
+var ErrNoDaemon = errdefs.New(errdefs.ErrUnavailable, "daemon: no daemon is running")
 
 // Forward sends req with the three streams to the daemon at sock, waits
 // for it to finish and returns its exit code. When ctx ends first, it asks
