@@ -126,8 +126,9 @@ func (t *Thin) ReadAt(b []byte, off int64) (int, error) {
 	}
 	size := int64(t.d.meta.size)
 	if off < 0 {
+		err := errdefs.Newf(ErrOutOfRange, "device %q: negative offset %d", t.d.meta.name, off)
 		p.mu.RUnlock()
-		return 0, errdefs.Newf(ErrOutOfRange, "device %q: negative offset %d", t.d.meta.name, off)
+		return 0, err
 	}
 	var eof error
 	if int64(len(b)) > size-off { // not off+len(b), which may overflow
