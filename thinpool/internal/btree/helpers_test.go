@@ -1,0 +1,3 @@
+package btree
+
+const testSeed = 0x5eed5eed
