@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/thinpool/thinpool/extent"
 )
 
 // memStorage is an in-memory Storage that loses unsynced writes on crash:
@@ -88,4 +90,96 @@ func commit(t testing.TB, s *Store, st *memStorage) {
 	}
 	st.Sync()
 	s.Committed(g)
+}
+
+// rootOf is a root reference of some tree.
+type rootOf struct {
+	kind TreeKind
+	ref  Ref
+}
+
+// checkStore walks every tree from roots and checks N1 (counts equal
+// references, reached nodes are not free), N4 (links and first keys), B1
+// and that every node of count 0 is free or pending. It returns the
+// distinct mapping leaves.
+func checkStore(t testing.TB, s *Store, roots []rootOf) []*node {
+	t.Helper()
+	refs := map[NodeID]uint32{}
+	var leaves []*node
+	var visit func(kind TreeKind, ref Ref, level int, parent *node, i int)
+	visit = func(kind TreeKind, ref Ref, level int, parent *node, i int) {
+		n, err := s.get(ref, kind, level)
+		if err != nil {
+			t.Fatalf("N4: %v", err)
+		}
+		if parent != nil {
+			if n.nr() < capacity(kind, n.kind)/3 {
+				t.Fatalf("B1: node %d (%s, level %d) has %d entries", n.id, n.kind, n.level, n.nr())
+			}
+			if n.keys[0] != parent.keys[i] {
+				t.Fatalf("N4: node %d first key %d, parent %d says %d", n.id, n.keys[0], parent.id, parent.keys[i])
+			}
+		}
+		refs[ref.ID]++
+		if refs[ref.ID] > 1 {
+			return
+		}
+		if n.leaf() {
+			if kind == TreeMapping {
+				leaves = append(leaves, n)
+			}
+			return
+		}
+		for j, kid := range n.kids {
+			visit(kind, kid, int(n.level)-1, n, j)
+		}
+	}
+	for _, r := range roots {
+		visit(r.kind, r.ref, -1, nil, 0)
+	}
+	pending := map[NodeID]bool{}
+	for _, id := range s.pending {
+		pending[id] = true
+	}
+	for id := range NodeID(s.nodes) {
+		c := s.counts[id]
+		if isSlot(id) {
+			if c != 0 {
+				t.Fatalf("page slot %d has count %d", id, c)
+			}
+			continue
+		}
+		if c != refs[id] {
+			t.Fatalf("N1: node %d has count %d, %d references reach it", id, c, refs[id])
+		}
+		inFree := s.isFree(id)
+		switch {
+		case c > 0 && (inFree || pending[id]):
+			t.Fatalf("N1: node %d is reachable and free (free %v, pending %v)", id, inFree, pending[id])
+		case c == 0 && inFree == pending[id]:
+			t.Fatalf("node %d has count 0: free %v, pending %v", id, inFree, pending[id])
+		}
+	}
+	return leaves
+}
+
+// isFree reports whether node id is in the free set.
+func (s *Store) isFree(id NodeID) bool {
+	found := false
+	s.free.Ascend(func(r extent.Run) bool {
+		if extent.PBlock(id) < r.P {
+			return false
+		}
+		found = extent.PBlock(id) < r.End()
+		return !found
+	})
+	return found
+}
+
+// ops scales a random workload's length: a fifth under -short or -race.
+func ops(n int) int {
+	if testing.Short() || raceEnabled {
+		return n / 5
+	}
+	return n
 }

@@ -125,6 +125,7 @@ type node struct {
 }
 
 func (n *node) ref() Ref   { return Ref{ID: n.id, Gen: n.gen} }
+func (n *node) leaf() bool { return n.kind == KindLeaf }
 func (n *node) nr() int    { return len(n.keys) }
 func (n *node) vsize() int { return valueSize(n.tree) }
 func (n *node) val(i int) []byte {
@@ -132,15 +133,54 @@ func (n *node) val(i int) []byte {
 	return n.vals[i*vs : (i+1)*vs : (i+1)*vs]
 }
 
+// clone returns a deep copy of n.
+func (n *node) clone() *node {
+	c := *n
+	c.keys = slices.Clone(n.keys)
+	c.kids = slices.Clone(n.kids)
+	c.vals = slices.Clone(n.vals)
+	c.counts = slices.Clone(n.counts)
+	return &c
+}
+
+// search returns the index of the first key ≥ k and whether it equals k.
+func (n *node) search(k uint64) (int, bool) {
+	return slices.BinarySearch(n.keys, k)
+}
+
+// floor returns the index of the last key ≤ k, or -1.
+func (n *node) floor(k uint64) int {
+	i, found := n.search(k)
+	if found {
+		return i
+	}
+	return i - 1
+}
+
+// childIndex is the child to descend into for key k: the last whose key is
+// ≤ k, or the first.
+func (n *node) childIndex(k uint64) int { return max(n.floor(k), 0) }
+
 func (n *node) insertLeaf(i int, k uint64, v []byte) {
 	vs := n.vsize()
 	n.keys = slices.Insert(n.keys, i, k)
 	n.vals = slices.Insert(n.vals, i*vs, v[:vs]...)
 }
 
+func (n *node) deleteLeaf(i int) {
+	vs := n.vsize()
+	n.keys = slices.Delete(n.keys, i, i+1)
+	n.vals = slices.Delete(n.vals, i*vs, (i+1)*vs)
+}
+
 func (n *node) insertKid(i int, k uint64, r Ref) {
 	n.keys = slices.Insert(n.keys, i, k)
 	n.kids = slices.Insert(n.kids, i, r)
+}
+
+func (n *node) deleteKid(i int) {
+	n.keys = slices.Delete(n.keys, i, i+1)
+	n.kids = slices.Delete(n.kids, i, i+1)
 }
 
 // encode returns the on-disk bytes of n under the pool seed.

@@ -381,6 +381,10 @@ func (s *Store) release(id NodeID) {
 	s.uncache(id)
 }
 
+// fresh reports whether the open generation allocated node n, so that it
+// may change in place.
+func (s *Store) fresh(n *node) bool { return s.dirty[n.id] == n }
+
 // Flush writes the nodes allocated in generation gen (the open one) and the
 // space-map pages of the groups whose counts changed, each page into the
 // slot that does not hold its group's newest committed page. The caller
