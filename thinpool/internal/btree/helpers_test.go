@@ -176,6 +176,22 @@ func (s *Store) isFree(id NodeID) bool {
 	return found
 }
 
+// checkMapping checks that m reads as model.
+func checkMapping(t testing.TB, m *Mapping, model *extent.Map) {
+	t.Helper()
+	var got, want []extent.Mapping
+	if err := m.Ascend(func(e extent.Mapping) bool { got = append(got, e); return true }); err != nil {
+		t.Fatal(err)
+	}
+	model.Ascend(func(e extent.Mapping) bool { want = append(want, e); return true })
+	if !slices.Equal(got, want) {
+		t.Fatalf("mapping\n got %v\nwant %v", got, want)
+	}
+	if m.Blocks() != model.Blocks() {
+		t.Fatalf("blocks %d, want %d", m.Blocks(), model.Blocks())
+	}
+}
+
 // ops scales a random workload's length: a fifth under -short or -race.
 func ops(n int) int {
 	if testing.Short() || raceEnabled {
