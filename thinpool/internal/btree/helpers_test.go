@@ -176,6 +176,30 @@ func (s *Store) isFree(id NodeID) bool {
 	return found
 }
 
+// checkData checks N2: ds holds, for each pool block, the number of
+// distinct leaves among leaves that map it.
+func checkData(t testing.TB, ds *DataSpace, leaves []*node) {
+	t.Helper()
+	want := extent.NewRefCounts()
+	for _, n := range leaves {
+		for i, k := range n.keys {
+			e, _ := decodeExtent(k, n.val(i))
+			want.Inc(e.P, e.Len)
+		}
+	}
+	var got, exp []extent.RefRun
+	if err := ds.Ascend(func(r extent.RefRun) bool { got = append(got, r); return true }); err != nil {
+		t.Fatal(err)
+	}
+	want.Ascend(func(r extent.RefRun) bool { exp = append(exp, r); return true })
+	if !slices.Equal(got, exp) {
+		t.Fatalf("N2: data space map\n got %v\nwant %v", got, exp)
+	}
+	if ds.Used() != want.Used() {
+		t.Fatalf("N2: used %d, want %d", ds.Used(), want.Used())
+	}
+}
+
 // checkMapping checks that m reads as model.
 func checkMapping(t testing.TB, m *Mapping, model *extent.Map) {
 	t.Helper()
