@@ -3,6 +3,7 @@ package btree
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -65,6 +66,18 @@ func (m *memStorage) Sync() {
 		copy(m.durable[w.off:], w.data)
 	}
 	m.pending = m.pending[:0]
+}
+
+// crash keeps a random subset of the unsynced writes and drops the rest.
+func (m *memStorage) crash(rng *rand.Rand) {
+	for _, w := range m.pending {
+		if rng.IntN(2) == 0 {
+			copy(m.durable[w.off:], w.data)
+		}
+	}
+	m.pending = m.pending[:0]
+	m.cur = slices.Clone(m.durable)
+	m.failAfter = -1
 }
 
 const testBase = 8192 // nodes start past a pretend superblock area

@@ -161,6 +161,10 @@ func (s *Store) readGroup(g, gen uint64) error {
 			continue
 		}
 		if n.gen > gen {
+			// A page of a flush that never committed. The next commit
+			// has its generation: rewrite the group then, or this page
+			// would become valid without being current.
+			s.dirtyGroups[g] = true
 			continue
 		}
 		if best == nil || n.gen > best.gen {

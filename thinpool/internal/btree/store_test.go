@@ -266,3 +266,29 @@ func TestStoreOpenCorruptPage(t *testing.T) {
 		t.Fatalf("both slots bad: %v", err)
 	}
 }
+
+// TestStoreStalePage: a page flushed for a generation that never committed
+// must not become valid when that generation number commits later without
+// touching the group (Open marks such a group dirty).
+func TestStoreStalePage(t *testing.T) {
+	s, st := mustCreateStore(t, 100)
+	a := allocN(t, s, 1)[0]
+	commit(t, s, st)
+	s.release(a)
+	if err := s.Flush(2); err != nil { // page of gen 2: count 0, never committed
+		t.Fatal(err)
+	}
+	st.Sync()
+	s2, err := Open(st, testBase, 100, 1, testSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit(t, s2, st) // gen 2 without changes
+	s3, err := Open(st, testBase, 100, 2, testSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s3.counts[a] != 1 {
+		t.Fatalf("count %d: the uncommitted page came back", s3.counts[a])
+	}
+}
