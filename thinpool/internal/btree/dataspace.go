@@ -101,61 +101,56 @@ func (d *DataSpace) Runs(p extent.PBlock, n uint64, fn func(extent.RefRun) bool)
 	if n == 0 {
 		return nil
 	}
-	end := p + extent.PBlock(n)
-	runs, err := d.overlapping(p, end)
+	runs, err := d.overlapping(p, p+extent.PBlock(n))
 	if err != nil {
 		return err
 	}
+	pieces(p, p+extent.PBlock(n), runs, fn)
+	return nil
+}
+
+// pieces calls fn with the counts over [p, end), given the runs that
+// overlap it, gaps included as runs with Count 0, until fn returns false.
+func pieces(p, end extent.PBlock, runs []extent.RefRun, fn func(extent.RefRun) bool) {
 	cur := p
 	for _, e := range runs {
 		if e.P > cur {
 			if !fn(extent.RefRun{P: cur, Len: uint64(e.P - cur)}) {
-				return nil
+				return
 			}
 			cur = e.P
 		}
 		hi := min(e.End(), end)
 		if !fn(extent.RefRun{P: cur, Len: uint64(hi - cur), Count: e.Count}) {
-			return nil
+			return
 		}
 		cur = hi
 	}
 	if cur < end {
 		fn(extent.RefRun{P: cur, Len: uint64(end - cur)})
 	}
-	return nil
 }
 
 // Inc adds one reference to each block of [p, p+n).
 func (d *DataSpace) Inc(p extent.PBlock, n uint64) error {
-	var bad error
-	err := d.Runs(p, n, func(e extent.RefRun) bool {
+	return d.update(p, n, func(e extent.RefRun) (uint32, error) {
 		if e.Count == math.MaxUint32 {
-			bad = fmt.Errorf("btree: reference count of block %d overflows", e.P)
+			return 0, fmt.Errorf("btree: reference count of block %d overflows", e.P)
 		}
-		return bad == nil
-	})
-	if err != nil || bad != nil {
-		return firstErr(err, bad)
-	}
-	return d.update(p, n, func(c uint32) uint32 { return c + 1 }, nil)
+		return e.Count + 1, nil
+	}, nil)
 }
 
 // Dec removes one reference from each block of [p, p+n) and calls freed
 // (if not nil) with each run whose count dropped to 0. Decrementing a block
 // whose count is already 0 is an error and changes nothing.
 func (d *DataSpace) Dec(p extent.PBlock, n uint64, freed func(extent.Run)) error {
-	var bad error
-	err := d.Runs(p, n, func(e extent.RefRun) bool {
+	return d.update(p, n, func(e extent.RefRun) (uint32, error) {
 		if e.Count == 0 {
-			bad = fmt.Errorf("btree: reference count of block %d is already 0", e.P)
+			return 0, fmt.Errorf("btree: reference count of block %d is already 0", e.P)
 		}
-		return bad == nil
-	})
-	if err != nil || bad != nil {
-		return firstErr(err, bad)
-	}
-	return d.update(p, n, func(c uint32) uint32 { return c - 1 }, func(e extent.RefRun) {
+		return e.Count - 1, nil
+	}, func(e extent.RefRun) {
 		if e.Count == 0 && freed != nil {
 			freed(extent.Run{P: e.P, Len: e.Len})
 		}
@@ -169,18 +164,24 @@ func firstErr(a, b error) error {
 	return b
 }
 
-// update replaces the count c of each block in [p, p+n) by f(c), calls
-// after with each new run, and keeps E2 and E3.
-func (d *DataSpace) update(p extent.PBlock, n uint64, f func(uint32) uint32, after func(extent.RefRun)) error {
+// update replaces the count of each piece of [p, p+n) (runs and gaps) by
+// f(piece), calls after with each new run, and keeps E2 and E3. If f fails
+// for any piece, nothing changes.
+func (d *DataSpace) update(p extent.PBlock, n uint64, f func(extent.RefRun) (uint32, error), after func(extent.RefRun)) error {
+	if n == 0 {
+		return nil
+	}
 	end := p + extent.PBlock(n)
-	var pieces []extent.RefRun
-	if err := d.Runs(p, n, func(e extent.RefRun) bool {
-		pieces = append(pieces, e)
-		return true
-	}); err != nil {
+	runs, err := d.overlapping(p, end)
+	if err != nil {
 		return err
 	}
-	runs, err := d.overlapping(p, end)
+	var changed []extent.RefRun
+	pieces(p, end, runs, func(e extent.RefRun) bool {
+		e.Count, err = f(e)
+		changed = append(changed, e)
+		return err == nil
+	})
 	if err != nil {
 		return err
 	}
@@ -199,8 +200,7 @@ func (d *DataSpace) update(p extent.PBlock, n uint64, f func(uint32) uint32, aft
 			}
 		}
 	}
-	for _, e := range pieces {
-		e.Count = f(e.Count)
+	for _, e := range changed {
 		if after != nil {
 			after(e)
 		}
@@ -214,7 +214,7 @@ func (d *DataSpace) update(p extent.PBlock, n uint64, f func(uint32) uint32, aft
 }
 
 func (d *DataSpace) del(e extent.RefRun) error {
-	if _, err := d.t.Delete(uint64(e.P)); err != nil {
+	if err := d.t.deletePresent(uint64(e.P)); err != nil {
 		return err
 	}
 	d.used -= e.Len

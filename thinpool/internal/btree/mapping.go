@@ -191,7 +191,7 @@ func (m *Mapping) Remove(v extent.VBlock, n uint64, removed func(extent.Mapping)
 }
 
 func (m *Mapping) del(e extent.Mapping) error {
-	if _, err := m.t.Delete(uint64(e.V)); err != nil {
+	if err := m.t.deletePresent(uint64(e.V)); err != nil {
 		return err
 	}
 	m.blocks -= e.Len

@@ -277,23 +277,28 @@ func (t *Tree) Delete(k uint64) (bool, error) {
 	if _, ok, err := t.Get(k); !ok || err != nil {
 		return false, err
 	}
+	return true, t.deletePresent(k)
+}
+
+// deletePresent removes key k, which the caller knows is in the tree.
+func (t *Tree) deletePresent(k uint64) error {
 	root, err := t.shadowRoot()
 	if err != nil {
-		return false, err
+		return err
 	}
 	if err := t.delete(root, k); err != nil {
-		return false, err
+		return err
 	}
 	for !root.leaf() && root.nr() == 1 {
 		// The child takes the root's place, and its reference.
 		c, err := t.child(root, 0)
 		if err != nil {
-			return false, err
+			return err
 		}
 		t.s.release(root.id)
 		root, t.root = c, c.ref()
 	}
-	return true, nil
+	return nil
 }
 
 // delete removes k (present) from under n, which is shadowed, and keeps B1
