@@ -19,9 +19,6 @@ import (
 // DefaultPool is the pool file used when neither --pool nor THINPOOL is set.
 const DefaultPool = "/var/lib/thinpool/pool.img"
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // app is one invocation of thinctl: its streams and global flags.
 type app struct {
 	in       io.Reader
@@ -161,25 +158,6 @@ func requireSubcommand(cmd *cobra.Command) {
 	}
 	for _, c := range cmd.Commands() {
 		requireSubcommand(c)
-	}
-}
-
-func (a *app) versionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print the version of thinctl and of the pool format",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := struct {
-				Version       string `json:"version"`
-				FormatVersion int    `json:"formatVersion"`
-			}{version, thinpool.FormatVersion}
-			if a.json {
-				return a.printJSON(v)
-			}
-			fmt.Fprintf(a.out, "thinctl %s (pool format v%d)\n", v.Version, v.FormatVersion)
-			return nil
-		},
 	}
 }
 

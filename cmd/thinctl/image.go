@@ -1,0 +1,190 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/thinpool/thinpool/thinpool"
+	"github.com/thinpool/thinpool/volumes"
+)
+
+func (a *app) imageCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "image", Aliases: []string{"images"}, Short: "Import, list, inspect and remove images (layers are read-only snapshots)"}
+	var name, baseSize string
+	imp := &cobra.Command{
+		Use:   "import FILE|-",
+		Short: "Import a docker save tarball, an OCI image layout (dir or tar), or a rootfs tar",
+		Long: `Import images. Each layer becomes a read-only snapshot of the layer below,
+starting from a base device with an empty ext4 filesystem (--base-size, 10G
+by default, fixed when the pool's base is first made), as Docker's
+devicemapper driver did. A layer is known by its chain ID: one already in
+the pool is reused, never stored twice.
+
+Each layer's filesystem is synced and checked before the layer is kept: if
+the pool fills up, the import fails, says so, and removes the layers it made.
+Ctrl-C (or SIGTERM) cancels the import in the daemon, which rolls it back;
+thinctl then prints "interrupted: nothing imported" and exits 130.`,
+		Example: `  docker save alpine:3.20 | thinctl image import -
+  thinctl image import app.tar --name app:v2`,
+		Args: checkInput(cobra.ExactArgs(1), func([]string) error {
+			if name != "" {
+				if err := checkImageRef(name); err != nil {
+					return err
+				}
+			}
+			return checkSize(baseSize)
+		}),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var bsz int64
+			if baseSize != "" {
+				n, err := parseSize(baseSize)
+				if err != nil {
+					return err
+				}
+				bsz = roundUp(n, thinpool.SectorSize)
+			}
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			ctx, stop := a.interruptible(cmd.Context())
+			defer stop()
+			prog := a.newProgress("importing", 0)
+			imgs, err := m.ImportImage(ctx, a.abs(args[0]), a.in, volumes.ImportOptions{Name: name, BaseSize: bsz,
+				Progress: func(i, n int, chain string, reused bool, bytes int64) {
+					if prog != nil {
+						prog.label = fmt.Sprintf("layer %d/%d %s", i, n, shortID(chain))
+						prog.update(bytes)
+					}
+				}})
+			prog.finish()
+			if err != nil && ctx.Err() != nil {
+				// The import rolled back the image it was making.
+				if len(imgs) == 0 {
+					return interrupted(ctx, "nothing imported")
+				}
+				var done []string
+				for _, im := range imgs {
+					done = append(done, im.Name)
+				}
+				return interrupted(ctx, "imported only "+strings.Join(done, ", "))
+			}
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(imgs)
+			}
+			for _, im := range imgs {
+				a.say("Imported %s: %d layers, %s (%s shared with other images, %s unique)", im.Name, len(im.Layers),
+					formatSize(im.Size), formatSize(im.SharedSize), formatSize(im.UniqueSize))
+			}
+			return nil
+		},
+	}
+	imp.Flags().StringVar(&name, "name", "", "NAME[:TAG] of the image (default: the archive's)")
+	imp.Flags().StringVar(&baseSize, "base-size", "", "size of the pool's base device when it is first made (default 10G); "+sizeHelp)
+	ls := &cobra.Command{
+		Use: "ls", Aliases: []string{"list"}, Short: "List images with their layers and shared and unique size", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			imgs := m.ListImages()
+			if a.json {
+				return a.printJSON(nonNil(imgs))
+			}
+			if a.quiet { // names, for scripts: thinctl image rm $(thinctl -q image ls)
+				for _, im := range imgs {
+					fmt.Fprintln(a.out, im.Name)
+				}
+				return nil
+			}
+			rows := [][]string{{"IMAGE", "ID", "LAYERS", "SIZE", "SHARED", "UNIQUE", "CONTAINERS", "CREATED"}}
+			for _, im := range imgs {
+				rows = append(rows, []string{im.Name, shortID(im.ID), fmt.Sprint(len(im.Layers)), formatSize(im.Size),
+					formatSize(im.SharedSize), formatSize(im.UniqueSize), fmt.Sprint(len(im.Containers)), im.Created.Local().Format("2006-01-02 15:04")})
+			}
+			return a.table(rows)
+		},
+	}
+	inspect := &cobra.Command{
+		Use: "inspect IMAGE", Short: "Show an image's layers, chain IDs, sizes and config (JSON)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			im, err := m.InspectImage(args[0])
+			if err != nil {
+				return err
+			}
+			return a.printJSON(im)
+		},
+	}
+	history := &cobra.Command{
+		Use: "history IMAGE", Short: "Show how an image's layers were made", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			h, err := m.ImageHistory(args[0])
+			if err != nil {
+				return err
+			}
+			if a.json {
+				return a.printJSON(h)
+			}
+			rows := [][]string{{"LAYER", "CREATED", "CREATED BY", "SIZE"}}
+			for _, e := range h {
+				by := e.CreatedBy
+				if len(by) > 60 {
+					by = by[:57] + "..."
+				}
+				layer := "<empty>"
+				if e.ChainID != "" {
+					layer = shortID(e.ChainID)
+				}
+				rows = append(rows, []string{layer, e.Created, by, formatSize(e.Size)})
+			}
+			return a.table(rows)
+		},
+	}
+	rm := &cobra.Command{
+		Use: "rm IMAGE...", Annotations: map[string]string{annObjects: "image"}, Aliases: []string{"remove"}, Short: "Remove images (refused while a container uses one)", Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := a.manager()
+			if err != nil {
+				return err
+			}
+			for _, ref := range args {
+				if err := m.RemoveImage(ref); err != nil {
+					return err
+				}
+				a.say("Removed image %s", ref)
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(imp, ls, inspect, history, rm)
+	return cmd
+}
+
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/thinpool/thinpool/thinpool"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func (a *app) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of thinctl and of the pool format",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := struct {
+				Version       string `json:"version"`
+				FormatVersion int    `json:"formatVersion"`
+			}{version, thinpool.FormatVersion}
+			if a.json {
+				return a.printJSON(v)
+			}
+			fmt.Fprintf(a.out, "thinctl %s (pool format v%d)\n", v.Version, v.FormatVersion)
+			return nil
+		},
+	}
+}
