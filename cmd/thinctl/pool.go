@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,19 +14,24 @@ import (
 	"github.com/thinpool/thinpool/volumes"
 )
 
-func (a *app) poolCmd() *cobra.Command {
+func (a *app) newPoolCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pool",
 		Short: "Create, inspect, check, grow, dump and restore the pool",
 	}
-	cmd.AddCommand(a.poolCreateCmd(), a.poolInfoCmd(), a.poolCheckCmd(), a.poolGrowCmd(), a.poolSetCmd())
-	cmd.AddCommand(a.poolExtraCmds()...)
+	cmd.AddCommand(a.newPoolCreateCmd(), a.newPoolInfoCmd(), a.newPoolCheckCmd(), a.newPoolGrowCmd(), a.newPoolSetCmd(),
+		a.newPoolDumpCmd(), a.newPoolRestoreCmd())
 	return cmd
 }
 
-func (a *app) poolCreateCmd() *cobra.Command {
-	var size, blockSize, metaSize string
-	var ae volumes.Autoextend
+// poolCreateOptions are the flags of 'pool create'.
+type poolCreateOptions struct {
+	size, blockSize, metadataSize string
+	autoextend                    volumes.Autoextend
+}
+
+func (a *app) newPoolCreateCmd() *cobra.Command {
+	o := &poolCreateOptions{}
 	cmd := &cobra.Command{
 		Use:   "create",
 		Short: "Create the sparse pool file (and its directory)",
@@ -34,55 +40,60 @@ func (a *app) poolCreateCmd() *cobra.Command {
   thinctl pool create --size 10G --autoextend-threshold 80 --autoextend-percent 20`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var o thinpool.Options
-			var err error
-			if err := ae.Validate(); err != nil {
-				return err
-			}
-			if o.DataSize, err = parseSize(size); err != nil {
-				return err
-			}
-			if o.BlockSize, err = parseSizeIn(blockSize, bareKiB); err != nil {
-				return err
-			}
-			if metaSize != "" {
-				if o.MetadataSize, err = parseSize(metaSize); err != nil {
-					return err
-				}
-			}
-			if o.DataSize < o.BlockSize {
-				return errdefs.Newf(errdefs.ErrInvalidArgument, "pool size %s is smaller than one block (%s)", formatSize(o.DataSize), formatSize(o.BlockSize))
-			}
-			p, err := thinpool.Create(a.poolPath, o)
-			if err != nil {
-				return err
-			}
-			if ae.Enabled() {
-				if err := volumes.SetAutoextend(p, ae); err != nil {
-					// A failed create leaves nothing behind.
-					return errors.Join(fmt.Errorf("pool %s: %w", a.poolPath, err), p.Close(), os.Remove(a.poolPath))
-				}
-			}
-			u := p.Usage()
-			info := a.poolInfo(u)
-			info.Autoextend = ae
-			if err := p.Close(); err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(info)
-			}
-			a.say("Created pool %s: %s of data in %s blocks, %s of metadata", a.poolPath,
-				formatSize(int64(u.DataBlocks)*u.BlockSize), formatSize(u.BlockSize), formatSize(u.MetadataSize))
-			return nil
+			return a.runPoolCreate(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&size, "size", "100G", "data capacity (the file stays sparse); "+sizeHelp)
-	f.StringVar(&blockSize, "block-size", "64K", "data block size: a power of two from 64K to 1G; a bare number is KiB, as lvcreate --chunksize")
-	f.StringVar(&metaSize, "metadata-size", "", "metadata area (default: 64 bytes per data block, at least 4M); "+sizeHelp)
-	autoextendFlags(cmd, &ae)
+	f.StringVar(&o.size, "size", "100G", "data capacity (the file stays sparse); "+sizeHelp)
+	f.StringVar(&o.blockSize, "block-size", "64K", "data block size: a power of two from 64K to 1G; a bare number is KiB, as lvcreate --chunksize")
+	f.StringVar(&o.metadataSize, "metadata-size", "", "metadata area (default: 64 bytes per data block, at least 4M); "+sizeHelp)
+	autoextendFlags(cmd, &o.autoextend)
 	return cmd
+}
+
+func (a *app) runPoolCreate(_ context.Context, o *poolCreateOptions) error {
+	var opts thinpool.Options
+	var err error
+	ae := o.autoextend
+	if err := ae.Validate(); err != nil {
+		return err
+	}
+	if opts.DataSize, err = parseSize(o.size); err != nil {
+		return err
+	}
+	if opts.BlockSize, err = parseSizeIn(o.blockSize, bareKiB); err != nil {
+		return err
+	}
+	if o.metadataSize != "" {
+		if opts.MetadataSize, err = parseSize(o.metadataSize); err != nil {
+			return err
+		}
+	}
+	if opts.DataSize < opts.BlockSize {
+		return errdefs.Newf(errdefs.ErrInvalidArgument, "pool size %s is smaller than one block (%s)", formatSize(opts.DataSize), formatSize(opts.BlockSize))
+	}
+	p, err := thinpool.Create(a.poolPath, opts)
+	if err != nil {
+		return err
+	}
+	if ae.Enabled() {
+		if err := volumes.SetAutoextend(p, ae); err != nil {
+			// A failed create leaves nothing behind.
+			return errors.Join(fmt.Errorf("pool %s: %w", a.poolPath, err), p.Close(), os.Remove(a.poolPath))
+		}
+	}
+	u := p.Usage()
+	info := a.poolInfo(u)
+	info.Autoextend = ae
+	if err := p.Close(); err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(info)
+	}
+	a.say("Created pool %s: %s of data in %s blocks, %s of metadata", a.poolPath,
+		formatSize(int64(u.DataBlocks)*u.BlockSize), formatSize(u.BlockSize), formatSize(u.MetadataSize))
+	return nil
 }
 
 // autoextendFlags adds the flags of the autoextend policy, named after
@@ -95,8 +106,15 @@ func autoextendFlags(cmd *cobra.Command, ae *volumes.Autoextend) {
 		"grow by this percent of the pool's size each time, as LVM's thin_pool_autoextend_percent")
 }
 
-func (a *app) poolSetCmd() *cobra.Command {
-	var ae volumes.Autoextend
+// poolSetOptions are the flags of 'pool set'; thresholdSet and percentSet
+// say which were given.
+type poolSetOptions struct {
+	autoextend               volumes.Autoextend
+	thresholdSet, percentSet bool
+}
+
+func (a *app) newPoolSetCmd() *cobra.Command {
+	o := &poolSetOptions{}
 	cmd := &cobra.Command{
 		Use:   "set --autoextend-threshold N [--autoextend-percent N]",
 		Short: "Change the pool's settings: its autoextend policy",
@@ -114,30 +132,36 @@ log either way, as dmeventd does.`,
   thinctl pool set --autoextend-threshold 0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !cmd.Flags().Changed("autoextend-threshold") && !cmd.Flags().Changed("autoextend-percent") {
-				return errdefs.Newf(errdefs.ErrInvalidArgument, "pool set needs --autoextend-threshold or --autoextend-percent")
-			}
-			return a.withPool(func(p *thinpool.Pool) error {
-				cur, err := volumes.ReadAutoextend(p)
-				if err != nil {
-					return err
-				}
-				if cmd.Flags().Changed("autoextend-threshold") {
-					cur.Threshold = ae.Threshold
-				}
-				if cmd.Flags().Changed("autoextend-percent") || cur.Percent == 0 {
-					cur.Percent = ae.Percent
-				}
-				if err := volumes.SetAutoextend(p, cur); err != nil {
-					return err
-				}
-				a.say("Pool %s: autoextend %s", a.poolPath, describeAutoextend(cur))
-				return nil
-			})
+			o.thresholdSet = cmd.Flags().Changed("autoextend-threshold")
+			o.percentSet = cmd.Flags().Changed("autoextend-percent")
+			return a.runPoolSet(cmd.Context(), o)
 		},
 	}
-	autoextendFlags(cmd, &ae)
+	autoextendFlags(cmd, &o.autoextend)
 	return cmd
+}
+
+func (a *app) runPoolSet(_ context.Context, o *poolSetOptions) error {
+	if !o.thresholdSet && !o.percentSet {
+		return errdefs.Newf(errdefs.ErrInvalidArgument, "pool set needs --autoextend-threshold or --autoextend-percent")
+	}
+	return a.withPool(func(p *thinpool.Pool) error {
+		cur, err := volumes.ReadAutoextend(p)
+		if err != nil {
+			return err
+		}
+		if o.thresholdSet {
+			cur.Threshold = o.autoextend.Threshold
+		}
+		if o.percentSet || cur.Percent == 0 {
+			cur.Percent = o.autoextend.Percent
+		}
+		if err := volumes.SetAutoextend(p, cur); err != nil {
+			return err
+		}
+		a.say("Pool %s: autoextend %s", a.poolPath, describeAutoextend(cur))
+		return nil
+	})
 }
 
 // describeAutoextend words a policy for 'pool info' and 'pool set'.
@@ -221,44 +245,52 @@ func (a *app) poolInfoOf(p *thinpool.Pool) (poolInfo, error) {
 	return i, nil
 }
 
-func (a *app) poolInfoCmd() *cobra.Command {
+// poolInfoOptions are the flags of 'pool info' (none but the global ones).
+type poolInfoOptions struct{}
+
+func (a *app) newPoolInfoCmd() *cobra.Command {
+	o := &poolInfoOptions{}
 	return &cobra.Command{
 		Use:   "info",
 		Short: "Show pool size, data and metadata use, as docker info and lvs do",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withPool(func(p *thinpool.Pool) error {
-				i, err := a.poolInfoOf(p)
-				if err != nil {
-					return err
-				}
-				if a.json {
-					return a.printJSON(i)
-				}
-				err = a.kv([][2]string{
-					{"Pool file", i.Pool},
-					{"Pool UUID", i.UUID},
-					{"Block size", formatSize(i.BlockSize)},
-					{"Data space used", fmt.Sprintf("%s (%.1f%%)", formatSize(i.DataUsed), i.DataPercent)},
-					{"Data space total", formatSize(i.DataTotal)},
-					{"Data space available", formatSize(i.DataAvailable)},
-					{"Metadata space used", fmt.Sprintf("%s (%.1f%%)", formatSize(i.MetadataUsed), i.MetadataPercent)},
-					{"Metadata space total", formatSize(i.MetadataTotal)},
-					{"Metadata space available", formatSize(i.MetadataAvailable)},
-					{"Metadata area", fmt.Sprintf("%s (can grow to %s)", formatSize(i.MetadataArea), formatSize(i.MetadataReserve))},
-					{"Host space used", fmt.Sprintf("%s of a %s sparse file", formatSize(i.HostBytes), formatSize(i.FileSize))},
-					{"Data offset", fmt.Sprintf("%d", i.DataOffset)},
-					{"Thin devices", fmt.Sprintf("%d", i.Devices)},
-					{"Transaction id", fmt.Sprintf("%d", i.TransactionID)},
-					{"Autoextend", describeAutoextend(i.Autoextend)},
-				})
-				for _, w := range i.Warnings {
-					fmt.Fprintf(a.out, "WARNING: %s\n", w)
-				}
-				return err
-			})
+			return a.runPoolInfo(cmd.Context(), o)
 		},
 	}
+}
+
+func (a *app) runPoolInfo(_ context.Context, o *poolInfoOptions) error {
+	return a.withPool(func(p *thinpool.Pool) error {
+		i, err := a.poolInfoOf(p)
+		if err != nil {
+			return err
+		}
+		if a.json {
+			return a.printJSON(i)
+		}
+		err = a.kv([][2]string{
+			{"Pool file", i.Pool},
+			{"Pool UUID", i.UUID},
+			{"Block size", formatSize(i.BlockSize)},
+			{"Data space used", fmt.Sprintf("%s (%.1f%%)", formatSize(i.DataUsed), i.DataPercent)},
+			{"Data space total", formatSize(i.DataTotal)},
+			{"Data space available", formatSize(i.DataAvailable)},
+			{"Metadata space used", fmt.Sprintf("%s (%.1f%%)", formatSize(i.MetadataUsed), i.MetadataPercent)},
+			{"Metadata space total", formatSize(i.MetadataTotal)},
+			{"Metadata space available", formatSize(i.MetadataAvailable)},
+			{"Metadata area", fmt.Sprintf("%s (can grow to %s)", formatSize(i.MetadataArea), formatSize(i.MetadataReserve))},
+			{"Host space used", fmt.Sprintf("%s of a %s sparse file", formatSize(i.HostBytes), formatSize(i.FileSize))},
+			{"Data offset", fmt.Sprintf("%d", i.DataOffset)},
+			{"Thin devices", fmt.Sprintf("%d", i.Devices)},
+			{"Transaction id", fmt.Sprintf("%d", i.TransactionID)},
+			{"Autoextend", describeAutoextend(i.Autoextend)},
+		})
+		for _, w := range i.Warnings {
+			fmt.Fprintf(a.out, "WARNING: %s\n", w)
+		}
+		return err
+	})
 }
 
 // checkResult is the JSON of 'pool check'.
@@ -273,8 +305,13 @@ type checkResult struct {
 	Repaired     bool     `json:"repaired"`
 }
 
-func (a *app) poolCheckCmd() *cobra.Command {
-	var repair bool
+// poolCheckOptions are the flags of 'pool check'.
+type poolCheckOptions struct {
+	repair bool
+}
+
+func (a *app) newPoolCheckCmd() *cobra.Command {
+	o := &poolCheckOptions{}
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Verify every mapping, reference count and checksum (thin_check)",
@@ -286,56 +323,65 @@ disk. Exit status 0 means clean, 1 means errors or leaks were found.
 thin_repair does; errors need a person.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withPool(func(p *thinpool.Pool) error {
-				r, err := p.Check()
-				if err != nil {
-					return err
-				}
-				res := checkResult{Pool: a.poolPath, Devices: r.Devices, Mappings: r.Mappings,
-					Errors: append([]string{}, r.Errors...), Leaks: append([]string{}, r.Leaks...), LeakedBlocks: r.LeakedBlocks}
-				if repair && len(r.Errors) == 0 && len(r.Leaks) > 0 {
-					if _, err := p.Repair(); err != nil {
-						return err
-					}
-					res.Repaired = true
-				}
-				res.Clean = len(res.Errors) == 0 && (len(res.Leaks) == 0 || res.Repaired)
-				if a.json {
-					if err := a.printJSON(res); err != nil {
-						return err
-					}
-				} else {
-					for _, e := range res.Errors {
-						fmt.Fprintf(a.out, "error: %s\n", e)
-					}
-					for _, l := range res.Leaks {
-						fmt.Fprintf(a.out, "leak: %s\n", l)
-					}
-					switch {
-					case res.Repaired:
-						a.say("repaired %d leaked blocks; %d devices, %d mappings now clean", res.LeakedBlocks, res.Devices, res.Mappings)
-					case res.Clean:
-						a.say("pool %s is clean: %d devices, %d mappings", a.poolPath, res.Devices, res.Mappings)
-					}
-				}
-				if !res.Clean {
-					msg := fmt.Sprintf("pool %s has %d errors and %d leaks", a.poolPath, len(res.Errors), len(res.Leaks))
-					if len(res.Errors) == 0 {
-						msg += " (run 'thinctl pool check --repair')"
-						return &exitError{code: exitFailure, msg: msg}
-					}
-					return &exitError{code: exitCorrupt, msg: msg}
-				}
-				return nil
-			})
+			return a.runPoolCheck(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().BoolVar(&repair, "repair", false, "fix leaks")
+	cmd.Flags().BoolVar(&o.repair, "repair", false, "fix leaks")
 	return cmd
 }
 
-func (a *app) poolGrowCmd() *cobra.Command {
-	var size, metaSize string
+func (a *app) runPoolCheck(_ context.Context, o *poolCheckOptions) error {
+	return a.withPool(func(p *thinpool.Pool) error {
+		r, err := p.Check()
+		if err != nil {
+			return err
+		}
+		res := checkResult{Pool: a.poolPath, Devices: r.Devices, Mappings: r.Mappings,
+			Errors: append([]string{}, r.Errors...), Leaks: append([]string{}, r.Leaks...), LeakedBlocks: r.LeakedBlocks}
+		if o.repair && len(r.Errors) == 0 && len(r.Leaks) > 0 {
+			if _, err := p.Repair(); err != nil {
+				return err
+			}
+			res.Repaired = true
+		}
+		res.Clean = len(res.Errors) == 0 && (len(res.Leaks) == 0 || res.Repaired)
+		if a.json {
+			if err := a.printJSON(res); err != nil {
+				return err
+			}
+		} else {
+			for _, e := range res.Errors {
+				fmt.Fprintf(a.out, "error: %s\n", e)
+			}
+			for _, l := range res.Leaks {
+				fmt.Fprintf(a.out, "leak: %s\n", l)
+			}
+			switch {
+			case res.Repaired:
+				a.say("repaired %d leaked blocks; %d devices, %d mappings now clean", res.LeakedBlocks, res.Devices, res.Mappings)
+			case res.Clean:
+				a.say("pool %s is clean: %d devices, %d mappings", a.poolPath, res.Devices, res.Mappings)
+			}
+		}
+		if !res.Clean {
+			msg := fmt.Sprintf("pool %s has %d errors and %d leaks", a.poolPath, len(res.Errors), len(res.Leaks))
+			if len(res.Errors) == 0 {
+				msg += " (run 'thinctl pool check --repair')"
+				return &exitError{code: exitFailure, msg: msg}
+			}
+			return &exitError{code: exitCorrupt, msg: msg}
+		}
+		return nil
+	})
+}
+
+// poolGrowOptions are the flags of 'pool grow'.
+type poolGrowOptions struct {
+	size, metadataSize string
+}
+
+func (a *app) newPoolGrowCmd() *cobra.Command {
+	o := &poolGrowOptions{}
 	cmd := &cobra.Command{
 		Use:   "grow",
 		Short: "Grow the data area (--size) or the metadata area (--metadata-size)",
@@ -344,55 +390,59 @@ func (a *app) poolGrowCmd() *cobra.Command {
   thinctl pool grow --metadata-size 64M`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if size == "" && metaSize == "" {
-				return errdefs.Newf(errdefs.ErrInvalidArgument, "pool grow needs --size or --metadata-size")
-			}
-			var data, meta sizeChange
-			var err error
-			if size != "" {
-				if data, err = parseSizeChange(size); err != nil {
-					return err
-				}
-			}
-			if metaSize != "" {
-				if meta, err = parseSizeChange(metaSize); err != nil {
-					return err
-				}
-			}
-			return a.withPool(func(p *thinpool.Pool) error {
-				u := p.Usage()
-				newData, err := data.from(int64(u.DataBlocks) * u.BlockSize)
-				if err != nil {
-					return fmt.Errorf("--size %s: %w", size, err)
-				}
-				newMeta, err := meta.from(u.MetadataSize)
-				if err != nil {
-					return fmt.Errorf("--metadata-size %s: %w", metaSize, err)
-				}
-				if size != "" {
-					if err := p.Grow(newData); err != nil {
-						return err
-					}
-				}
-				if metaSize != "" {
-					if err := p.GrowMetadata(newMeta); err != nil {
-						return err
-					}
-				}
-				u = p.Usage()
-				if a.json {
-					i, err := a.poolInfoOf(p)
-					if err != nil {
-						return err
-					}
-					return a.printJSON(i)
-				}
-				a.say("Pool %s: %s of data, %s metadata area", a.poolPath, formatSize(int64(u.DataBlocks)*u.BlockSize), formatSize(u.MetadataSize))
-				return nil
-			})
+			return a.runPoolGrow(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVar(&size, "size", "", "new data capacity, or +SIZE to grow by SIZE (as lvextend -L +1G); "+sizeHelp)
-	cmd.Flags().StringVar(&metaSize, "metadata-size", "", "new metadata area size, or +SIZE; "+sizeHelp)
+	cmd.Flags().StringVar(&o.size, "size", "", "new data capacity, or +SIZE to grow by SIZE (as lvextend -L +1G); "+sizeHelp)
+	cmd.Flags().StringVar(&o.metadataSize, "metadata-size", "", "new metadata area size, or +SIZE; "+sizeHelp)
 	return cmd
+}
+
+func (a *app) runPoolGrow(_ context.Context, o *poolGrowOptions) error {
+	if o.size == "" && o.metadataSize == "" {
+		return errdefs.Newf(errdefs.ErrInvalidArgument, "pool grow needs --size or --metadata-size")
+	}
+	var data, meta sizeChange
+	var err error
+	if o.size != "" {
+		if data, err = parseSizeChange(o.size); err != nil {
+			return err
+		}
+	}
+	if o.metadataSize != "" {
+		if meta, err = parseSizeChange(o.metadataSize); err != nil {
+			return err
+		}
+	}
+	return a.withPool(func(p *thinpool.Pool) error {
+		u := p.Usage()
+		newData, err := data.from(int64(u.DataBlocks) * u.BlockSize)
+		if err != nil {
+			return fmt.Errorf("--size %s: %w", o.size, err)
+		}
+		newMeta, err := meta.from(u.MetadataSize)
+		if err != nil {
+			return fmt.Errorf("--metadata-size %s: %w", o.metadataSize, err)
+		}
+		if o.size != "" {
+			if err := p.Grow(newData); err != nil {
+				return err
+			}
+		}
+		if o.metadataSize != "" {
+			if err := p.GrowMetadata(newMeta); err != nil {
+				return err
+			}
+		}
+		u = p.Usage()
+		if a.json {
+			i, err := a.poolInfoOf(p)
+			if err != nil {
+				return err
+			}
+			return a.printJSON(i)
+		}
+		a.say("Pool %s: %s of data, %s metadata area", a.poolPath, formatSize(int64(u.DataBlocks)*u.BlockSize), formatSize(u.MetadataSize))
+		return nil
+	})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,11 +15,6 @@ import (
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/thinpool/thinxml"
 )
-
-// poolExtraCmds are 'pool dump' and 'pool restore'.
-func (a *app) poolExtraCmds() []*cobra.Command {
-	return []*cobra.Command{a.poolDumpCmd(), a.poolRestoreCmd()}
-}
 
 const dumpLong = `Write the pool's metadata as the XML that thin_dump writes
 (thin-provisioning-tools 0.9.0): the block size (data_block_size, in 512-byte
@@ -66,9 +62,14 @@ thin_restore 0.9.0 (Debian) accepts and ignores them; 'thinctl pool restore'
 reads them back, so a dump then restore loses nothing. thin_restore 1.x
 rejects unknown attributes: give it a --plain dump.`
 
-func (a *app) poolDumpCmd() *cobra.Command {
-	var output string
-	var plain bool
+// poolDumpOptions are the flags of 'pool dump'.
+type poolDumpOptions struct {
+	output string
+	plain  bool
+}
+
+func (a *app) newPoolDumpCmd() *cobra.Command {
+	o := &poolDumpOptions{}
 	cmd := &cobra.Command{
 		Use:   "dump [-o FILE]",
 		Short: "Write the metadata as thin_dump XML (for thin_restore and kernel dm-thin)",
@@ -77,37 +78,41 @@ func (a *app) poolDumpCmd() *cobra.Command {
   thinctl pool dump --plain | gzip > pool.xml.gz`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withPool(func(p *thinpool.Pool) error {
-				v, err := p.View()
-				if err != nil {
-					return err
-				}
-				sb := thinxml.FromView(v, !plain)
-				if output == "" || output == "-" {
-					return thinxml.Encode(a.out, sb)
-				}
-				if err := dumpWriteFile(a.abs(output), func(w io.Writer) error { return thinxml.Encode(w, sb) }); err != nil {
-					return err
-				}
-				var blocks uint64
-				for i := range sb.Devices {
-					blocks += sb.Devices[i].MappedBlocks()
-				}
-				if a.json {
-					return a.printJSON(struct {
-						File         string `json:"file"`
-						Devices      int    `json:"devices"`
-						MappedBlocks uint64 `json:"mappedBlocks"`
-					}{output, len(sb.Devices), blocks})
-				}
-				a.say("Wrote %d devices (%d mapped blocks) to %s", len(sb.Devices), blocks, output)
-				return nil
-			})
+			return a.runPoolDump(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "write to FILE instead of standard output")
-	cmd.Flags().BoolVar(&plain, "plain", false, "write only what thin_dump writes: no name, size, origin, read_only, created or labels")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "", "write to FILE instead of standard output")
+	cmd.Flags().BoolVar(&o.plain, "plain", false, "write only what thin_dump writes: no name, size, origin, read_only, created or labels")
 	return cmd
+}
+
+func (a *app) runPoolDump(_ context.Context, o *poolDumpOptions) error {
+	return a.withPool(func(p *thinpool.Pool) error {
+		v, err := p.View()
+		if err != nil {
+			return err
+		}
+		sb := thinxml.FromView(v, !o.plain)
+		if o.output == "" || o.output == "-" {
+			return thinxml.Encode(a.out, sb)
+		}
+		if err := dumpWriteFile(a.abs(o.output), func(w io.Writer) error { return thinxml.Encode(w, sb) }); err != nil {
+			return err
+		}
+		var blocks uint64
+		for i := range sb.Devices {
+			blocks += sb.Devices[i].MappedBlocks()
+		}
+		if a.json {
+			return a.printJSON(struct {
+				File         string `json:"file"`
+				Devices      int    `json:"devices"`
+				MappedBlocks uint64 `json:"mappedBlocks"`
+			}{o.output, len(sb.Devices), blocks})
+		}
+		a.say("Wrote %d devices (%d mapped blocks) to %s", len(sb.Devices), blocks, o.output)
+		return nil
+	})
 }
 
 // dumpWriteFile writes a temporary file next to path with fn, syncs it
@@ -154,8 +159,14 @@ thin_dump has none: such a device is called dev-<dev_id> and its size is its
 highest mapped block + 1 blocks, or --device-size. dev_id 0, which thinpool
 does not use, is given the next free id (the name stays dev-0).`
 
-func (a *app) poolRestoreCmd() *cobra.Command {
-	var dataPath, dataOffset, size, devSize, metaSize string
+// poolRestoreOptions are the argument and flags of 'pool restore'.
+type poolRestoreOptions struct {
+	file                                             string // the dump, or - for standard input
+	data, dataOffset, size, deviceSize, metadataSize string
+}
+
+func (a *app) newPoolRestoreCmd() *cobra.Command {
+	o := &poolRestoreOptions{}
 	cmd := &cobra.Command{
 		Use:   "restore FILE [--data FILE] [--data-offset BYTES]",
 		Short: "Create a new pool from thin_dump XML and a dm-thin data device",
@@ -164,40 +175,45 @@ func (a *app) poolRestoreCmd() *cobra.Command {
   thin_dump /dev/vg/pool_tmeta | thinctl --pool new.img pool restore - --data /dev/vg/pool_tdata`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var o restoreOptions
-			var err error
-			if o.dataOffset, err = dumpOptSize(dataOffset, bareBytes); err != nil {
-				return err
-			}
-			if dataOffset != "" && dataPath == "" {
-				return errdefs.Newf(errdefs.ErrInvalidArgument, "--data-offset needs --data")
-			}
-			if o.size, err = dumpOptSize(size, bareMiB); err != nil {
-				return err
-			}
-			if o.devSize, err = dumpOptSize(devSize, bareMiB); err != nil {
-				return err
-			}
-			if o.metaSize, err = dumpOptSize(metaSize, bareMiB); err != nil {
-				return err
-			}
-			if dumpPathExists(a.poolPath) {
-				return errdefs.Newf(thinpool.ErrExists, "pool %s already exists", a.poolPath)
-			}
-			sb, err := a.readDump(args[0])
-			if err != nil {
-				return err
-			}
-			return a.restore(sb, dataPath, o)
+			o.file = args[0]
+			return a.runPoolRestore(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&dataPath, "data", "", "dm-thin data device or image to copy the mapped blocks from")
-	f.StringVar(&dataOffset, "data-offset", "", "offset of data block 0 in --data (default 0); a bare number is bytes, as losetup --offset")
-	f.StringVar(&size, "size", "", "data capacity of the new pool (default: the dump's nr_data_blocks); "+sizeHelp)
-	f.StringVar(&devSize, "device-size", "", "size of devices the dump gives no size (default: up to the highest mapped block); "+sizeHelp)
-	f.StringVar(&metaSize, "metadata-size", "", "metadata area (default as 'pool create'); "+sizeHelp)
+	f.StringVar(&o.data, "data", "", "dm-thin data device or image to copy the mapped blocks from")
+	f.StringVar(&o.dataOffset, "data-offset", "", "offset of data block 0 in --data (default 0); a bare number is bytes, as losetup --offset")
+	f.StringVar(&o.size, "size", "", "data capacity of the new pool (default: the dump's nr_data_blocks); "+sizeHelp)
+	f.StringVar(&o.deviceSize, "device-size", "", "size of devices the dump gives no size (default: up to the highest mapped block); "+sizeHelp)
+	f.StringVar(&o.metadataSize, "metadata-size", "", "metadata area (default as 'pool create'); "+sizeHelp)
 	return cmd
+}
+
+func (a *app) runPoolRestore(_ context.Context, o *poolRestoreOptions) error {
+	var r restoreOptions
+	var err error
+	if r.dataOffset, err = dumpOptSize(o.dataOffset, bareBytes); err != nil {
+		return err
+	}
+	if o.dataOffset != "" && o.data == "" {
+		return errdefs.Newf(errdefs.ErrInvalidArgument, "--data-offset needs --data")
+	}
+	if r.size, err = dumpOptSize(o.size, bareMiB); err != nil {
+		return err
+	}
+	if r.devSize, err = dumpOptSize(o.deviceSize, bareMiB); err != nil {
+		return err
+	}
+	if r.metaSize, err = dumpOptSize(o.metadataSize, bareMiB); err != nil {
+		return err
+	}
+	if dumpPathExists(a.poolPath) {
+		return errdefs.Newf(thinpool.ErrExists, "pool %s already exists", a.poolPath)
+	}
+	sb, err := a.readDump(o.file)
+	if err != nil {
+		return err
+	}
+	return a.restore(sb, o.data, r)
 }
 
 func dumpPathExists(path string) bool {
@@ -205,6 +221,7 @@ func dumpPathExists(path string) bool {
 	return err == nil
 }
 
+// restoreOptions are poolRestoreOptions' sizes, parsed.
 type restoreOptions struct {
 	dataOffset, size, devSize, metaSize int64
 }
