@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,15 +14,14 @@ import (
 	"github.com/thinpool/thinpool/volumes"
 )
 
-func (a *app) deviceCmd() *cobra.Command {
+func (a *app) newDeviceCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "device",
 		Aliases: []string{"dev"},
 		Short:   "Create, list, inspect, resize, rename, remove, import and export thin devices",
 	}
-	cmd.AddCommand(a.deviceCreateCmd(), a.deviceLsCmd(), a.deviceInspectCmd(), a.deviceRmCmd(),
-		a.deviceResizeCmd(), a.deviceRenameCmd())
-	cmd.AddCommand(a.deviceExtraCmds()...)
+	cmd.AddCommand(a.newDeviceCreateCmd(), a.newDeviceLsCmd(), a.newDeviceInspectCmd(), a.newDeviceRmCmd(),
+		a.newDeviceResizeCmd(), a.newDeviceRenameCmd(), a.newDeviceImportCmd(), a.newDeviceExportCmd(), a.newDeviceDiffCmd())
 	cmd.AddCommand(a.deviceBlockCmds()...)
 	return cmd
 }
@@ -85,46 +85,56 @@ func parseLabels(specs []string) (map[string]string, error) {
 	return m, nil
 }
 
-func (a *app) deviceCreateCmd() *cobra.Command {
-	var size string
-	var labels []string
+// deviceCreateOptions are the argument and flags of 'device create'.
+type deviceCreateOptions struct {
+	name   string
+	size   string
+	labels []string // KEY=VALUE
+}
+
+func (a *app) newDeviceCreateCmd() *cobra.Command {
+	o := &deviceCreateOptions{}
 	cmd := &cobra.Command{
 		Use:     "create NAME --size SIZE",
 		Short:   "Create a thin device (its size may exceed the pool)",
 		Example: "  thinctl device create web --size 10G --label role=data",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := args[0]
-			if size == "" {
-				return errdefs.Newf(errdefs.ErrInvalidArgument, "device create needs --size")
-			}
-			n, err := parseSize(size)
-			if err != nil {
-				return err
-			}
-			if n <= 0 {
-				return errdefs.Newf(errdefs.ErrInvalidArgument, "device size must be more than 0")
-			}
-			lm, err := parseLabels(labels)
-			if err != nil {
-				return err
-			}
-			if err := thinpool.ValidateName(name); err != nil {
-				return err
-			}
-			return a.withPool(func(p *thinpool.Pool) error {
-				t, err := p.CreateThin(name, roundUp(n, thinpool.SectorSize), lm)
-				if err != nil {
-					return err
-				}
-				a.warnOvercommit(p)
-				return a.printDevice(p, t, "Created device %q (%s)")
-			})
+			o.name = args[0]
+			return a.runDeviceCreate(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVar(&size, "size", "", "virtual size, e.g. 10G; "+sizeHelp)
-	cmd.Flags().StringArrayVar(&labels, "label", nil, "KEY=VALUE label (repeatable)")
+	cmd.Flags().StringVar(&o.size, "size", "", "virtual size, e.g. 10G; "+sizeHelp)
+	cmd.Flags().StringArrayVar(&o.labels, "label", nil, "KEY=VALUE label (repeatable)")
 	return cmd
+}
+
+func (a *app) runDeviceCreate(_ context.Context, o *deviceCreateOptions) error {
+	if o.size == "" {
+		return errdefs.Newf(errdefs.ErrInvalidArgument, "device create needs --size")
+	}
+	n, err := parseSize(o.size)
+	if err != nil {
+		return err
+	}
+	if n <= 0 {
+		return errdefs.Newf(errdefs.ErrInvalidArgument, "device size must be more than 0")
+	}
+	lm, err := parseLabels(o.labels)
+	if err != nil {
+		return err
+	}
+	if err := thinpool.ValidateName(o.name); err != nil {
+		return err
+	}
+	return a.withPool(func(p *thinpool.Pool) error {
+		t, err := p.CreateThin(o.name, roundUp(n, thinpool.SectorSize), lm)
+		if err != nil {
+			return err
+		}
+		a.warnOvercommit(p)
+		return a.printDevice(p, t, "Created device %q (%s)")
+	})
 }
 
 // warnOvercommit prints lvcreate's warning on stderr when the virtual
@@ -204,18 +214,26 @@ func devices(p *thinpool.Pool) ([]deviceJSON, error) {
 	return out, nil
 }
 
-func (a *app) deviceLsCmd() *cobra.Command {
+// deviceLsOptions are the flags of 'device ls' (none but the global ones).
+type deviceLsOptions struct{}
+
+func (a *app) newDeviceLsCmd() *cobra.Command {
+	o := &deviceLsOptions{}
 	return &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List thin devices",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withDevices(func(devs []deviceJSON) error {
-				return a.deviceTable(devs)
-			})
+			return a.runDeviceLs(cmd.Context(), o)
 		},
 	}
+}
+
+func (a *app) runDeviceLs(_ context.Context, o *deviceLsOptions) error {
+	return a.withDevices(func(devs []deviceJSON) error {
+		return a.deviceTable(devs)
+	})
 }
 
 func (a *app) deviceTable(devs []deviceJSON) error {
@@ -254,60 +272,82 @@ func (a *app) deviceTable(devs []deviceJSON) error {
 	return a.table(rows)
 }
 
-func (a *app) deviceInspectCmd() *cobra.Command {
+// deviceInspectOptions are the argument of 'device inspect'.
+type deviceInspectOptions struct {
+	name string
+}
+
+func (a *app) newDeviceInspectCmd() *cobra.Command {
+	o := &deviceInspectOptions{}
 	return &cobra.Command{
 		Use:   "inspect NAME",
 		Short: "Show everything about a device (JSON)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withDevices(func(devs []deviceJSON) error {
-				for _, d := range devs {
-					if d.Name == args[0] {
-						return a.printJSON(d)
-					}
-				}
-				return errdefs.Newf(thinpool.ErrNotFound, "device %q not found", args[0])
-			})
+			o.name = args[0]
+			return a.runDeviceInspect(cmd.Context(), o)
 		},
 	}
 }
 
-func (a *app) deviceRmCmd() *cobra.Command {
-	var force bool
+func (a *app) runDeviceInspect(_ context.Context, o *deviceInspectOptions) error {
+	return a.withDevices(func(devs []deviceJSON) error {
+		for _, d := range devs {
+			if d.Name == o.name {
+				return a.printJSON(d)
+			}
+		}
+		return errdefs.Newf(thinpool.ErrNotFound, "device %q not found", o.name)
+	})
+}
+
+// deviceRmOptions are the arguments and flags of 'device rm'.
+type deviceRmOptions struct {
+	names []string
+	force bool
+}
+
+func (a *app) newDeviceRmCmd() *cobra.Command {
+	o := &deviceRmOptions{}
 	cmd := &cobra.Command{
 		Use:     "rm NAME...",
 		Aliases: []string{"remove", "delete"},
 		Short:   "Remove thin devices (their snapshots stay)",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withPool(func(p *thinpool.Pool) error {
-				for _, name := range args {
-					t, err := a.device(p, name)
-					if err != nil {
-						return err
-					}
-					if a.daemon != nil {
-						if err := a.daemon.Host().Busy(name); err != nil {
-							return err
-						}
-					}
-					if !force {
-						if kids := snapshotsOf(p, t.ID()); len(kids) > 0 {
-							return errdefs.Newf(errdefs.ErrFailedPrecondition, "device %q has %d snapshots (%s); use -f to remove it anyway (the snapshots stay)",
-								name, len(kids), strings.Join(kids, ", "))
-						}
-					}
-					if err := p.Delete(name); err != nil {
-						return err
-					}
-					a.say("Removed device %q", name)
-				}
-				return nil
-			})
+			o.names = args
+			return a.runDeviceRm(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove even if the device has snapshots")
+	cmd.Flags().BoolVarP(&o.force, "force", "f", false, "remove even if the device has snapshots")
 	return cmd
+}
+
+func (a *app) runDeviceRm(_ context.Context, o *deviceRmOptions) error {
+	return a.withPool(func(p *thinpool.Pool) error {
+		for _, name := range o.names {
+			t, err := a.device(p, name)
+			if err != nil {
+				return err
+			}
+			if a.daemon != nil {
+				if err := a.daemon.Host().Busy(name); err != nil {
+					return err
+				}
+			}
+			if !o.force {
+				if kids := snapshotsOf(p, t.ID()); len(kids) > 0 {
+					return errdefs.Newf(errdefs.ErrFailedPrecondition, "device %q has %d snapshots (%s); use -f to remove it anyway (the snapshots stay)",
+						name, len(kids), strings.Join(kids, ", "))
+				}
+			}
+			if err := p.Delete(name); err != nil {
+				return err
+			}
+			a.say("Removed device %q", name)
+		}
+		return nil
+	})
 }
 
 func snapshotsOf(p *thinpool.Pool, id thinpool.DevID) []string {
@@ -321,8 +361,14 @@ func snapshotsOf(p *thinpool.Pool, id thinpool.DevID) []string {
 	return kids
 }
 
-func (a *app) deviceResizeCmd() *cobra.Command {
-	var size string
+// deviceResizeOptions are the argument and flags of 'device resize'.
+type deviceResizeOptions struct {
+	name string
+	size string // SIZE or +SIZE
+}
+
+func (a *app) newDeviceResizeCmd() *cobra.Command {
+	o := &deviceResizeOptions{}
 	cmd := &cobra.Command{
 		Use:   "resize NAME --size [+]SIZE",
 		Short: "Grow a thin device",
@@ -330,62 +376,78 @@ func (a *app) deviceResizeCmd() *cobra.Command {
   thinctl device resize web --size +1G`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if size == "" {
-				return errdefs.Newf(errdefs.ErrInvalidArgument, "device resize needs --size")
-			}
-			change, err := parseSizeChange(size)
-			if err != nil {
-				return err
-			}
-			return a.withPool(func(p *thinpool.Pool) error {
-				t, err := a.device(p, args[0])
-				if err != nil {
-					return err
-				}
-				n, err := change.from(t.Size())
-				if err != nil {
-					return fmt.Errorf("--size %s: %w", size, err)
-				}
-				n = roundUp(n, thinpool.SectorSize)
-				if n < t.Size() {
-					return errdefs.Newf(errdefs.ErrInvalidArgument, "device %q is %s: shrinking to %s is not supported", args[0], formatSize(t.Size()), formatSize(n))
-				}
-				if err := p.Resize(args[0], n); err != nil {
-					return err
-				}
-				a.warnOvercommit(p)
-				if a.daemon != nil {
-					if err := a.daemon.Host().Resized(args[0]); err != nil {
-						return fmt.Errorf("resized %q, but the attached loop device did not follow: %w", args[0], err)
-					}
-				}
-				return a.printDevice(p, t, "Resized device %q to %s")
-			})
+			o.name = args[0]
+			return a.runDeviceResize(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVar(&size, "size", "", "new virtual size, or +SIZE to grow by SIZE (as lvextend -L +1G); "+sizeHelp)
+	cmd.Flags().StringVar(&o.size, "size", "", "new virtual size, or +SIZE to grow by SIZE (as lvextend -L +1G); "+sizeHelp)
 	return cmd
 }
 
-func (a *app) deviceRenameCmd() *cobra.Command {
+func (a *app) runDeviceResize(_ context.Context, o *deviceResizeOptions) error {
+	if o.size == "" {
+		return errdefs.Newf(errdefs.ErrInvalidArgument, "device resize needs --size")
+	}
+	change, err := parseSizeChange(o.size)
+	if err != nil {
+		return err
+	}
+	return a.withPool(func(p *thinpool.Pool) error {
+		t, err := a.device(p, o.name)
+		if err != nil {
+			return err
+		}
+		n, err := change.from(t.Size())
+		if err != nil {
+			return fmt.Errorf("--size %s: %w", o.size, err)
+		}
+		n = roundUp(n, thinpool.SectorSize)
+		if n < t.Size() {
+			return errdefs.Newf(errdefs.ErrInvalidArgument, "device %q is %s: shrinking to %s is not supported", o.name, formatSize(t.Size()), formatSize(n))
+		}
+		if err := p.Resize(o.name, n); err != nil {
+			return err
+		}
+		a.warnOvercommit(p)
+		if a.daemon != nil {
+			if err := a.daemon.Host().Resized(o.name); err != nil {
+				return fmt.Errorf("resized %q, but the attached loop device did not follow: %w", o.name, err)
+			}
+		}
+		return a.printDevice(p, t, "Resized device %q to %s")
+	})
+}
+
+// deviceRenameOptions are the arguments of 'device rename'.
+type deviceRenameOptions struct {
+	name, newName string
+}
+
+func (a *app) newDeviceRenameCmd() *cobra.Command {
+	o := &deviceRenameOptions{}
 	return &cobra.Command{
 		Use:   "rename OLD NEW",
 		Short: "Rename a thin device",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := thinpool.ValidateName(args[1]); err != nil {
-				return err
-			}
-			return a.withPool(func(p *thinpool.Pool) error {
-				if _, err := a.device(p, args[0]); err != nil {
-					return err
-				}
-				if err := p.Rename(args[0], args[1]); err != nil {
-					return err
-				}
-				a.say("Renamed device %q to %q", args[0], args[1])
-				return nil
-			})
+			o.name, o.newName = args[0], args[1]
+			return a.runDeviceRename(cmd.Context(), o)
 		},
 	}
+}
+
+func (a *app) runDeviceRename(_ context.Context, o *deviceRenameOptions) error {
+	if err := thinpool.ValidateName(o.newName); err != nil {
+		return err
+	}
+	return a.withPool(func(p *thinpool.Pool) error {
+		if _, err := a.device(p, o.name); err != nil {
+			return err
+		}
+		if err := p.Rename(o.name, o.newName); err != nil {
+			return err
+		}
+		a.say("Renamed device %q to %q", o.name, o.newName)
+		return nil
+	})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -14,7 +15,13 @@ type diffJSON struct {
 	Ranges    []thinpool.DiffRange `json:"ranges"`
 }
 
-func (a *app) deviceDiffCmd() *cobra.Command {
+// deviceDiffOptions are the arguments of 'device diff'.
+type deviceDiffOptions struct {
+	left, right string
+}
+
+func (a *app) newDeviceDiffCmd() *cobra.Command {
+	o := &deviceDiffOptions{}
 	return &cobra.Command{
 		Use:   "diff A B",
 		Short: "List the block ranges where two devices differ (thin_delta)",
@@ -33,20 +40,25 @@ are what was written to either since the snapshot was taken.`,
   thinctl device diff web-backup web --json`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.withPool(func(p *thinpool.Pool) error {
-				for _, name := range args {
-					if _, err := a.device(p, name); err != nil {
-						return err
-					}
-				}
-				ranges, err := p.Diff(args[0], args[1])
-				if err != nil {
-					return err
-				}
-				return a.printDiff(args[0], args[1], p.BlockSize(), ranges)
-			})
+			o.left, o.right = args[0], args[1]
+			return a.runDeviceDiff(cmd.Context(), o)
 		},
 	}
+}
+
+func (a *app) runDeviceDiff(_ context.Context, o *deviceDiffOptions) error {
+	return a.withPool(func(p *thinpool.Pool) error {
+		for _, name := range []string{o.left, o.right} {
+			if _, err := a.device(p, name); err != nil {
+				return err
+			}
+		}
+		ranges, err := p.Diff(o.left, o.right)
+		if err != nil {
+			return err
+		}
+		return a.printDiff(o.left, o.right, p.BlockSize(), ranges)
+	})
 }
 
 func (a *app) printDiff(left, right string, bs int64, ranges []thinpool.DiffRange) error {

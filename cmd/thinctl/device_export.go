@@ -74,8 +74,15 @@ type exportResult struct {
 	Seconds float64 `json:"seconds"`
 }
 
-func (a *app) deviceExportCmd() *cobra.Command {
-	var force bool
+// deviceExportOptions are the arguments and flags of 'device export'.
+type deviceExportOptions struct {
+	name  string
+	file  string // or - for standard output
+	force bool
+}
+
+func (a *app) newDeviceExportCmd() *cobra.Command {
+	o := &deviceExportOptions{}
 	cmd := &cobra.Command{
 		Use:   "export NAME FILE|-",
 		Short: "Write a device out as a raw disk image",
@@ -88,15 +95,20 @@ included. An existing non-empty FILE is overwritten only with --force.`,
   thinctl device export web - | xz > web.img.xz`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := a.interruptible(cmd.Context())
-			defer stop()
-			return a.withPool(func(p *thinpool.Pool) error {
-				return a.exportImage(ctx, p, args[0], args[1], force)
-			})
+			o.name, o.file = args[0], args[1]
+			return a.runDeviceExport(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "overwrite a non-empty FILE")
+	cmd.Flags().BoolVarP(&o.force, "force", "f", false, "overwrite a non-empty FILE")
 	return cmd
+}
+
+func (a *app) runDeviceExport(ctx context.Context, o *deviceExportOptions) error {
+	ctx, stop := a.interruptible(ctx)
+	defer stop()
+	return a.withPool(func(p *thinpool.Pool) error {
+		return a.exportImage(ctx, p, o.name, o.file, o.force)
+	})
 }
 
 func (a *app) exportImage(ctx context.Context, p *thinpool.Pool, name, path string, force bool) (err error) {

@@ -274,8 +274,15 @@ type importResult struct {
 	Seconds      float64 `json:"seconds"`
 }
 
-func (a *app) deviceImportCmd() *cobra.Command {
-	var size string
+// deviceImportOptions are the arguments and flags of 'device import'.
+type deviceImportOptions struct {
+	name string
+	file string // or - for standard input
+	size string // of a device it creates
+}
+
+func (a *app) newDeviceImportCmd() *cobra.Command {
+	o := &deviceImportOptions{}
 	cmd := &cobra.Command{
 		Use:   "import NAME FILE|-",
 		Short: "Write a raw disk image into a device, creating it if needed",
@@ -297,31 +304,36 @@ the pool daemon: a device it created is removed, and it exits 130.`,
   xz -dc disk.img.xz | thinctl device import vm1 - --size 20G`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var newSize int64
-			if size != "" {
-				n, err := parseSize(size)
-				if err != nil {
-					return err
-				}
-				if n <= 0 {
-					return errdefs.Newf(errdefs.ErrInvalidArgument, "device size must be more than 0")
-				}
-				newSize = roundUp(n, thinpool.SectorSize)
-			}
-			src, err := a.openImportSource(args[1])
-			if err != nil {
-				return err
-			}
-			defer src.close()
-			ctx, stop := a.interruptible(cmd.Context())
-			defer stop()
-			return a.withPool(func(p *thinpool.Pool) error {
-				return a.importImage(ctx, p, args[0], src, newSize)
-			})
+			o.name, o.file = args[0], args[1]
+			return a.runDeviceImport(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().StringVar(&size, "size", "", "size of the new device (default: the image's size); "+sizeHelp)
+	cmd.Flags().StringVar(&o.size, "size", "", "size of the new device (default: the image's size); "+sizeHelp)
 	return cmd
+}
+
+func (a *app) runDeviceImport(ctx context.Context, o *deviceImportOptions) error {
+	var newSize int64
+	if o.size != "" {
+		n, err := parseSize(o.size)
+		if err != nil {
+			return err
+		}
+		if n <= 0 {
+			return errdefs.Newf(errdefs.ErrInvalidArgument, "device size must be more than 0")
+		}
+		newSize = roundUp(n, thinpool.SectorSize)
+	}
+	src, err := a.openImportSource(o.file)
+	if err != nil {
+		return err
+	}
+	defer src.close()
+	ctx, stop := a.interruptible(ctx)
+	defer stop()
+	return a.withPool(func(p *thinpool.Pool) error {
+		return a.importImage(ctx, p, o.name, src, newSize)
+	})
 }
 
 // importTarget returns the device to import src into, creating it (with

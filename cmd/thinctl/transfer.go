@@ -4,15 +4,8 @@ import (
 	"bytes"
 	"time"
 
-	"github.com/spf13/cobra"
-
 	"github.com/thinpool/thinpool/thinpool"
 )
-
-// deviceExtraCmds are 'device import', 'device export' and 'device diff'.
-func (a *app) deviceExtraCmds() []*cobra.Command {
-	return []*cobra.Command{a.deviceImportCmd(), a.deviceExportCmd(), a.deviceDiffCmd()}
-}
 
 // xferChunk is how much import and export read at a time. Pool block sizes
 // are powers of two, so a chunk starts on a block boundary when blocks are
