@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -11,11 +12,24 @@ import (
 	"github.com/thinpool/thinpool/volumes"
 )
 
-func (a *app) containerCmd() *cobra.Command {
+func (a *app) newContainerCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "container", Short: "Create, mount, list, commit and remove containers (writable snapshots of images)"}
-	var name, size string
-	var vols, mounts []string
-	create := &cobra.Command{
+	cmd.AddCommand(a.newContainerCreateCmd(), a.newContainerMountCmd(), a.newContainerUmountCmd(), a.newContainerLsCmd(), a.newContainerInspectCmd(), a.newContainerRmCmd(), a.newContainerCommitCmd())
+	return cmd
+}
+
+// containerCreateOptions are the argument and flags of 'container create'.
+type containerCreateOptions struct {
+	image   string
+	name    string
+	size    string
+	volumes []string // -v VOLUME:/path[:ro] or /host/dir:/path[:ro]
+	mounts  []string // --mount type=...,source=...,target=...
+}
+
+func (a *app) newContainerCreateCmd() *cobra.Command {
+	o := &containerCreateOptions{}
+	cmd := &cobra.Command{
 		Use: "create --name NAME IMAGE", Annotations: map[string]string{annObjects: "image"},
 		Short: "Create a container: a writable snapshot of the image's top layer",
 		Example: `  thinctl container create --name web -v data:/var/lib/data -v /srv/www:/www:ro app:v2
@@ -24,194 +38,287 @@ func (a *app) containerCmd() *cobra.Command {
 			if err := checkImageRef(args[0]); err != nil {
 				return err
 			}
-			return checkSize(size)
+			return checkSize(o.size)
 		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if name == "" {
-				return errdefs.Newf(errdefs.ErrInvalidArgument, "container create needs --name")
-			}
-			o := volumes.ContainerOptions{Image: args[0]}
-			if size != "" {
-				n, err := parseSize(size)
-				if err != nil {
-					return err
-				}
-				o.Size = roundUp(n, thinpool.SectorSize)
-			}
-			for _, v := range vols {
-				s, err := volumes.ParseVolumeFlag(v)
-				if err != nil {
-					return err
-				}
-				if s.Type == "bind" {
-					s.Source = a.abs(s.Source)
-				}
-				o.Mounts = append(o.Mounts, s)
-			}
-			for _, v := range mounts {
-				s, err := volumes.ParseMountFlag(v)
-				if err != nil {
-					return err
-				}
-				if s.Type == "bind" {
-					s.Source = a.abs(s.Source)
-				}
-				o.Mounts = append(o.Mounts, s)
-			}
-			m, err := a.manager()
-			if err != nil {
-				return err
-			}
-			c, err := m.CreateContainer(name, o)
-			if err != nil {
-				return err
-			}
-			a.warnOvercommit(m.Pool())
-			if a.json {
-				return a.printJSON(c)
-			}
-			a.say("Created container %s from %s", c.Name, c.Image)
-			return nil
+			o.image = args[0]
+			return a.runContainerCreate(cmd.Context(), o)
 		},
 	}
-	create.Flags().StringVar(&name, "name", "", "container name")
-	create.Flags().StringVar(&size, "size", "", "root filesystem size, if larger than the image's; "+sizeHelp)
-	create.Flags().StringArrayVarP(&vols, "volume", "v", nil, "VOLUME:/path[:ro] or /host/dir:/path[:ro]")
-	create.Flags().StringArrayVar(&mounts, "mount", nil, "type=volume|bind,source=SRC,target=/path[,readonly]")
-	mount := &cobra.Command{
+	cmd.Flags().StringVar(&o.name, "name", "", "container name")
+	cmd.Flags().StringVar(&o.size, "size", "", "root filesystem size, if larger than the image's; "+sizeHelp)
+	cmd.Flags().StringArrayVarP(&o.volumes, "volume", "v", nil, "VOLUME:/path[:ro] or /host/dir:/path[:ro]")
+	cmd.Flags().StringArrayVar(&o.mounts, "mount", nil, "type=volume|bind,source=SRC,target=/path[,readonly]")
+	return cmd
+}
+
+func (a *app) runContainerCreate(_ context.Context, o *containerCreateOptions) error {
+	if o.name == "" {
+		return errdefs.Newf(errdefs.ErrInvalidArgument, "container create needs --name")
+	}
+	co := volumes.ContainerOptions{Image: o.image}
+	if o.size != "" {
+		n, err := parseSize(o.size)
+		if err != nil {
+			return err
+		}
+		co.Size = roundUp(n, thinpool.SectorSize)
+	}
+	for _, v := range o.volumes {
+		s, err := volumes.ParseVolumeFlag(v)
+		if err != nil {
+			return err
+		}
+		if s.Type == "bind" {
+			s.Source = a.abs(s.Source)
+		}
+		co.Mounts = append(co.Mounts, s)
+	}
+	for _, v := range o.mounts {
+		s, err := volumes.ParseMountFlag(v)
+		if err != nil {
+			return err
+		}
+		if s.Type == "bind" {
+			s.Source = a.abs(s.Source)
+		}
+		co.Mounts = append(co.Mounts, s)
+	}
+	m, err := a.manager()
+	if err != nil {
+		return err
+	}
+	c, err := m.CreateContainer(o.name, co)
+	if err != nil {
+		return err
+	}
+	a.warnOvercommit(m.Pool())
+	if a.json {
+		return a.printJSON(c)
+	}
+	a.say("Created container %s from %s", c.Name, c.Image)
+	return nil
+}
+
+// containerMountOptions are the arguments of 'container mount'.
+type containerMountOptions struct {
+	name, dir string
+}
+
+func (a *app) newContainerMountCmd() *cobra.Command {
+	o := &containerMountOptions{}
+	cmd := &cobra.Command{
 		Use: "mount NAME DIR", Annotations: map[string]string{annObjects: "container:1"}, Short: "Mount a container's root filesystem at DIR, with its volumes and bind mounts", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.manager()
-			if err != nil {
-				return err
-			}
-			c, err := m.MountContainer(args[0], a.abs(args[1]))
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(c)
-			}
-			a.say("Mounted container %s at %s", c.Name, c.MountedAt)
-			return nil
+			o.name, o.dir = args[0], args[1]
+			return a.runContainerMount(cmd.Context(), o)
 		},
 	}
-	umount := &cobra.Command{
+	return cmd
+}
+
+func (a *app) runContainerMount(_ context.Context, o *containerMountOptions) error {
+	m, err := a.manager()
+	if err != nil {
+		return err
+	}
+	c, err := m.MountContainer(o.name, a.abs(o.dir))
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(c)
+	}
+	a.say("Mounted container %s at %s", c.Name, c.MountedAt)
+	return nil
+}
+
+// containerUmountOptions are the argument of 'container umount'.
+type containerUmountOptions struct {
+	name string
+}
+
+func (a *app) newContainerUmountCmd() *cobra.Command {
+	o := &containerUmountOptions{}
+	cmd := &cobra.Command{
 		Use: "umount NAME", Annotations: map[string]string{annObjects: "container"}, Aliases: []string{"unmount"}, Short: "Unmount a container", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.manager()
-			if err != nil {
-				return err
-			}
-			if err := m.UnmountContainer(args[0]); err != nil {
-				return err
-			}
-			a.say("Unmounted container %s", args[0])
-			return nil
+			o.name = args[0]
+			return a.runContainerUmount(cmd.Context(), o)
 		},
 	}
-	ls := &cobra.Command{
+	return cmd
+}
+
+func (a *app) runContainerUmount(_ context.Context, o *containerUmountOptions) error {
+	m, err := a.manager()
+	if err != nil {
+		return err
+	}
+	if err := m.UnmountContainer(o.name); err != nil {
+		return err
+	}
+	a.say("Unmounted container %s", o.name)
+	return nil
+}
+
+// containerLsOptions are the flags of 'container ls' (none but the global ones).
+type containerLsOptions struct{}
+
+func (a *app) newContainerLsCmd() *cobra.Command {
+	o := &containerLsOptions{}
+	cmd := &cobra.Command{
 		Use: "ls", Aliases: []string{"list", "ps"}, Short: "List containers", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, err := a.manager()
-			if err != nil {
-				return err
-			}
-			cs := m.ListContainers()
-			if a.json {
-				return a.printJSON(nonNil(cs))
-			}
-			if a.quiet {
-				for _, c := range cs {
-					fmt.Fprintln(a.out, c.Name)
-				}
-				return nil
-			}
-			rows := [][]string{{"NAME", "IMAGE", "SIZE USED", "VOLUMES", "MOUNTED AT"}}
-			for _, c := range cs {
-				var vs []string
-				for _, s := range c.Mounts {
-					vs = append(vs, s.Source+":"+s.Target)
-				}
-				at := c.MountedAt
-				if at == "" {
-					at = "-"
-				}
-				vol := strings.Join(vs, ",")
-				if vol == "" {
-					vol = "-"
-				}
-				rows = append(rows, []string{c.Name, c.Image, formatSize(c.UsedBytes), vol, at})
-			}
-			return a.table(rows)
+			return a.runContainerLs(cmd.Context(), o)
 		},
 	}
-	inspect := &cobra.Command{
+	return cmd
+}
+
+func (a *app) runContainerLs(_ context.Context, o *containerLsOptions) error {
+	m, err := a.manager()
+	if err != nil {
+		return err
+	}
+	cs := m.ListContainers()
+	if a.json {
+		return a.printJSON(nonNil(cs))
+	}
+	if a.quiet {
+		for _, c := range cs {
+			fmt.Fprintln(a.out, c.Name)
+		}
+		return nil
+	}
+	rows := [][]string{{"NAME", "IMAGE", "SIZE USED", "VOLUMES", "MOUNTED AT"}}
+	for _, c := range cs {
+		var vs []string
+		for _, s := range c.Mounts {
+			vs = append(vs, s.Source+":"+s.Target)
+		}
+		at := c.MountedAt
+		if at == "" {
+			at = "-"
+		}
+		vol := strings.Join(vs, ",")
+		if vol == "" {
+			vol = "-"
+		}
+		rows = append(rows, []string{c.Name, c.Image, formatSize(c.UsedBytes), vol, at})
+	}
+	return a.table(rows)
+}
+
+// containerInspectOptions are the argument of 'container inspect'.
+type containerInspectOptions struct {
+	name string
+}
+
+func (a *app) newContainerInspectCmd() *cobra.Command {
+	o := &containerInspectOptions{}
+	cmd := &cobra.Command{
 		Use: "inspect NAME", Short: "Show a container (JSON)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.manager()
-			if err != nil {
-				return err
-			}
-			c, err := m.InspectContainer(args[0])
-			if err != nil {
-				return err
-			}
-			return a.printJSON(c)
+			o.name = args[0]
+			return a.runContainerInspect(cmd.Context(), o)
 		},
 	}
-	var force, rmVolumes bool
-	rm := &cobra.Command{
+	return cmd
+}
+
+func (a *app) runContainerInspect(_ context.Context, o *containerInspectOptions) error {
+	m, err := a.manager()
+	if err != nil {
+		return err
+	}
+	c, err := m.InspectContainer(o.name)
+	if err != nil {
+		return err
+	}
+	return a.printJSON(c)
+}
+
+// containerRmOptions are the arguments and flags of 'container rm'.
+type containerRmOptions struct {
+	names   []string
+	force   bool // unmount a mounted container first
+	volumes bool // also remove its anonymous volumes
+}
+
+func (a *app) newContainerRmCmd() *cobra.Command {
+	o := &containerRmOptions{}
+	cmd := &cobra.Command{
 		Use: "rm NAME...", Aliases: []string{"remove"}, Short: "Remove containers (their changes go; volumes stay)", Args: cobra.MinimumNArgs(1),
 		Annotations: map[string]string{annObjects: "container"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.manager()
+			o.names = args
+			return a.runContainerRm(cmd.Context(), o)
+		},
+	}
+	cmd.Flags().BoolVarP(&o.force, "force", "f", false, "unmount a mounted container first")
+	cmd.Flags().BoolVarP(&o.volumes, "volumes", "v", false, "also remove the anonymous volumes it used (named volumes stay)")
+	return cmd
+}
+
+func (a *app) runContainerRm(_ context.Context, o *containerRmOptions) error {
+	m, err := a.manager()
+	if err != nil {
+		return err
+	}
+	for _, n := range o.names {
+		var specs []volumes.MountSpec
+		if c, err := m.InspectContainer(n); err == nil {
+			specs = c.Mounts
+		}
+		if err := m.RemoveContainer(n, o.force); err != nil {
+			return err
+		}
+		a.say("Removed container %s", n)
+		if o.volumes {
+			removed, err := m.RemoveAnonymousVolumes(specs)
+			for _, v := range removed {
+				a.say("Removed anonymous volume %s", v)
+			}
 			if err != nil {
 				return err
 			}
-			for _, n := range args {
-				var specs []volumes.MountSpec
-				if c, err := m.InspectContainer(n); err == nil {
-					specs = c.Mounts
-				}
-				if err := m.RemoveContainer(n, force); err != nil {
-					return err
-				}
-				a.say("Removed container %s", n)
-				if rmVolumes {
-					removed, err := m.RemoveAnonymousVolumes(specs)
-					for _, v := range removed {
-						a.say("Removed anonymous volume %s", v)
-					}
-					if err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		},
+		}
 	}
-	rm.Flags().BoolVarP(&force, "force", "f", false, "unmount a mounted container first")
-	rm.Flags().BoolVarP(&rmVolumes, "volumes", "v", false, "also remove the anonymous volumes it used (named volumes stay)")
-	commit := &cobra.Command{
+	return nil
+}
+
+// containerCommitOptions are the arguments of 'container commit'.
+type containerCommitOptions struct {
+	name  string
+	image string // NAME[:TAG] of the new image
+}
+
+func (a *app) newContainerCommitCmd() *cobra.Command {
+	o := &containerCommitOptions{}
+	cmd := &cobra.Command{
 		Use: "commit NAME IMAGE[:TAG]", Annotations: map[string]string{annObjects: "container:1"}, Short: "Make a new image whose top layer is the container's current state",
 		Args: checkInput(cobra.ExactArgs(2), func(args []string) error { return checkImageRef(args[1]) }),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.manager()
-			if err != nil {
-				return err
-			}
-			im, err := m.CommitContainer(args[0], args[1])
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(im)
-			}
-			a.say("Committed container %s as %s (%d layers)", args[0], im.Name, len(im.Layers))
-			return nil
+			o.name, o.image = args[0], args[1]
+			return a.runContainerCommit(cmd.Context(), o)
 		},
 	}
-	cmd.AddCommand(create, mount, umount, ls, inspect, rm, commit)
 	return cmd
+}
+
+func (a *app) runContainerCommit(_ context.Context, o *containerCommitOptions) error {
+	m, err := a.manager()
+	if err != nil {
+		return err
+	}
+	im, err := m.CommitContainer(o.name, o.image)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(im)
+	}
+	a.say("Committed container %s as %s (%d layers)", o.name, im.Name, len(im.Layers))
+	return nil
 }

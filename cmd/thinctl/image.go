@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -10,10 +11,22 @@ import (
 	"github.com/thinpool/thinpool/volumes"
 )
 
-func (a *app) imageCmd() *cobra.Command {
+func (a *app) newImageCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "image", Aliases: []string{"images"}, Short: "Import, list, inspect and remove images (layers are read-only snapshots)"}
-	var name, baseSize string
-	imp := &cobra.Command{
+	cmd.AddCommand(a.newImageImportCmd(), a.newImageLsCmd(), a.newImageInspectCmd(), a.newImageHistoryCmd(), a.newImageRmCmd())
+	return cmd
+}
+
+// imageImportOptions are the argument and flags of 'image import'.
+type imageImportOptions struct {
+	file     string // an archive or layout, or - for standard input
+	name     string // NAME[:TAG], or "" for the archive's
+	baseSize string
+}
+
+func (a *app) newImageImportCmd() *cobra.Command {
+	o := &imageImportOptions{}
+	cmd := &cobra.Command{
 		Use:   "import FILE|-",
 		Short: "Import a docker save tarball, an OCI image layout (dir or tar), or a rootfs tar",
 		Long: `Import images. Each layer becomes a read-only snapshot of the layer below,
@@ -29,149 +42,210 @@ thinctl then prints "interrupted: nothing imported" and exits 130.`,
 		Example: `  docker save alpine:3.20 | thinctl image import -
   thinctl image import app.tar --name app:v2`,
 		Args: checkInput(cobra.ExactArgs(1), func([]string) error {
-			if name != "" {
-				if err := checkImageRef(name); err != nil {
+			if o.name != "" {
+				if err := checkImageRef(o.name); err != nil {
 					return err
 				}
 			}
-			return checkSize(baseSize)
+			return checkSize(o.baseSize)
 		}),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var bsz int64
-			if baseSize != "" {
-				n, err := parseSize(baseSize)
-				if err != nil {
-					return err
-				}
-				bsz = roundUp(n, thinpool.SectorSize)
-			}
-			m, err := a.manager()
-			if err != nil {
-				return err
-			}
-			ctx, stop := a.interruptible(cmd.Context())
-			defer stop()
-			prog := a.newProgress("importing", 0)
-			imgs, err := m.ImportImage(ctx, a.abs(args[0]), a.in, volumes.ImportOptions{Name: name, BaseSize: bsz,
-				Progress: func(i, n int, chain string, reused bool, bytes int64) {
-					if prog != nil {
-						prog.label = fmt.Sprintf("layer %d/%d %s", i, n, shortID(chain))
-						prog.update(bytes)
-					}
-				}})
-			prog.finish()
-			if err != nil && ctx.Err() != nil {
-				// The import rolled back the image it was making.
-				if len(imgs) == 0 {
-					return interrupted(ctx, "nothing imported")
-				}
-				var done []string
-				for _, im := range imgs {
-					done = append(done, im.Name)
-				}
-				return interrupted(ctx, "imported only "+strings.Join(done, ", "))
-			}
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(imgs)
-			}
-			for _, im := range imgs {
-				a.say("Imported %s: %d layers, %s (%s shared with other images, %s unique)", im.Name, len(im.Layers),
-					formatSize(im.Size), formatSize(im.SharedSize), formatSize(im.UniqueSize))
-			}
-			return nil
+			o.file = args[0]
+			return a.runImageImport(cmd.Context(), o)
 		},
 	}
-	imp.Flags().StringVar(&name, "name", "", "NAME[:TAG] of the image (default: the archive's)")
-	imp.Flags().StringVar(&baseSize, "base-size", "", "size of the pool's base device when it is first made (default 10G); "+sizeHelp)
-	ls := &cobra.Command{
+	cmd.Flags().StringVar(&o.name, "name", "", "NAME[:TAG] of the image (default: the archive's)")
+	cmd.Flags().StringVar(&o.baseSize, "base-size", "", "size of the pool's base device when it is first made (default 10G); "+sizeHelp)
+	return cmd
+}
+
+func (a *app) runImageImport(ctx context.Context, o *imageImportOptions) error {
+	var bsz int64
+	if o.baseSize != "" {
+		n, err := parseSize(o.baseSize)
+		if err != nil {
+			return err
+		}
+		bsz = roundUp(n, thinpool.SectorSize)
+	}
+	m, err := a.manager()
+	if err != nil {
+		return err
+	}
+	ctx, stop := a.interruptible(ctx)
+	defer stop()
+	prog := a.newProgress("importing", 0)
+	imgs, err := m.ImportImage(ctx, a.abs(o.file), a.in, volumes.ImportOptions{Name: o.name, BaseSize: bsz,
+		Progress: func(i, n int, chain string, reused bool, bytes int64) {
+			if prog != nil {
+				prog.label = fmt.Sprintf("layer %d/%d %s", i, n, shortID(chain))
+				prog.update(bytes)
+			}
+		}})
+	prog.finish()
+	if err != nil && ctx.Err() != nil {
+		// The import rolled back the image it was making.
+		if len(imgs) == 0 {
+			return interrupted(ctx, "nothing imported")
+		}
+		var done []string
+		for _, im := range imgs {
+			done = append(done, im.Name)
+		}
+		return interrupted(ctx, "imported only "+strings.Join(done, ", "))
+	}
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(imgs)
+	}
+	for _, im := range imgs {
+		a.say("Imported %s: %d layers, %s (%s shared with other images, %s unique)", im.Name, len(im.Layers),
+			formatSize(im.Size), formatSize(im.SharedSize), formatSize(im.UniqueSize))
+	}
+	return nil
+}
+
+// imageLsOptions are the flags of 'image ls' (none but the global ones).
+type imageLsOptions struct{}
+
+func (a *app) newImageLsCmd() *cobra.Command {
+	o := &imageLsOptions{}
+	cmd := &cobra.Command{
 		Use: "ls", Aliases: []string{"list"}, Short: "List images with their layers and shared and unique size", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, err := a.manager()
-			if err != nil {
-				return err
-			}
-			imgs := m.ListImages()
-			if a.json {
-				return a.printJSON(nonNil(imgs))
-			}
-			if a.quiet { // names, for scripts: thinctl image rm $(thinctl -q image ls)
-				for _, im := range imgs {
-					fmt.Fprintln(a.out, im.Name)
-				}
-				return nil
-			}
-			rows := [][]string{{"IMAGE", "ID", "LAYERS", "SIZE", "SHARED", "UNIQUE", "CONTAINERS", "CREATED"}}
-			for _, im := range imgs {
-				rows = append(rows, []string{im.Name, shortID(im.ID), fmt.Sprint(len(im.Layers)), formatSize(im.Size),
-					formatSize(im.SharedSize), formatSize(im.UniqueSize), fmt.Sprint(len(im.Containers)), im.Created.Local().Format("2006-01-02 15:04")})
-			}
-			return a.table(rows)
+			return a.runImageLs(cmd.Context(), o)
 		},
 	}
-	inspect := &cobra.Command{
+	return cmd
+}
+
+func (a *app) runImageLs(_ context.Context, o *imageLsOptions) error {
+	m, err := a.manager()
+	if err != nil {
+		return err
+	}
+	imgs := m.ListImages()
+	if a.json {
+		return a.printJSON(nonNil(imgs))
+	}
+	if a.quiet { // names, for scripts: thinctl image rm $(thinctl -q image ls)
+		for _, im := range imgs {
+			fmt.Fprintln(a.out, im.Name)
+		}
+		return nil
+	}
+	rows := [][]string{{"IMAGE", "ID", "LAYERS", "SIZE", "SHARED", "UNIQUE", "CONTAINERS", "CREATED"}}
+	for _, im := range imgs {
+		rows = append(rows, []string{im.Name, shortID(im.ID), fmt.Sprint(len(im.Layers)), formatSize(im.Size),
+			formatSize(im.SharedSize), formatSize(im.UniqueSize), fmt.Sprint(len(im.Containers)), im.Created.Local().Format("2006-01-02 15:04")})
+	}
+	return a.table(rows)
+}
+
+// imageInspectOptions are the argument of 'image inspect'.
+type imageInspectOptions struct {
+	image string
+}
+
+func (a *app) newImageInspectCmd() *cobra.Command {
+	o := &imageInspectOptions{}
+	cmd := &cobra.Command{
 		Use: "inspect IMAGE", Short: "Show an image's layers, chain IDs, sizes and config (JSON)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.manager()
-			if err != nil {
-				return err
-			}
-			im, err := m.InspectImage(args[0])
-			if err != nil {
-				return err
-			}
-			return a.printJSON(im)
+			o.image = args[0]
+			return a.runImageInspect(cmd.Context(), o)
 		},
 	}
-	history := &cobra.Command{
+	return cmd
+}
+
+func (a *app) runImageInspect(_ context.Context, o *imageInspectOptions) error {
+	m, err := a.manager()
+	if err != nil {
+		return err
+	}
+	im, err := m.InspectImage(o.image)
+	if err != nil {
+		return err
+	}
+	return a.printJSON(im)
+}
+
+// imageHistoryOptions are the argument of 'image history'.
+type imageHistoryOptions struct {
+	image string
+}
+
+func (a *app) newImageHistoryCmd() *cobra.Command {
+	o := &imageHistoryOptions{}
+	cmd := &cobra.Command{
 		Use: "history IMAGE", Short: "Show how an image's layers were made", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.manager()
-			if err != nil {
-				return err
-			}
-			h, err := m.ImageHistory(args[0])
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(h)
-			}
-			rows := [][]string{{"LAYER", "CREATED", "CREATED BY", "SIZE"}}
-			for _, e := range h {
-				by := e.CreatedBy
-				if len(by) > 60 {
-					by = by[:57] + "..."
-				}
-				layer := "<empty>"
-				if e.ChainID != "" {
-					layer = shortID(e.ChainID)
-				}
-				rows = append(rows, []string{layer, e.Created, by, formatSize(e.Size)})
-			}
-			return a.table(rows)
+			o.image = args[0]
+			return a.runImageHistory(cmd.Context(), o)
 		},
 	}
-	rm := &cobra.Command{
+	return cmd
+}
+
+func (a *app) runImageHistory(_ context.Context, o *imageHistoryOptions) error {
+	m, err := a.manager()
+	if err != nil {
+		return err
+	}
+	h, err := m.ImageHistory(o.image)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(h)
+	}
+	rows := [][]string{{"LAYER", "CREATED", "CREATED BY", "SIZE"}}
+	for _, e := range h {
+		by := e.CreatedBy
+		if len(by) > 60 {
+			by = by[:57] + "..."
+		}
+		layer := "<empty>"
+		if e.ChainID != "" {
+			layer = shortID(e.ChainID)
+		}
+		rows = append(rows, []string{layer, e.Created, by, formatSize(e.Size)})
+	}
+	return a.table(rows)
+}
+
+// imageRmOptions are the arguments of 'image rm'.
+type imageRmOptions struct {
+	images []string
+}
+
+func (a *app) newImageRmCmd() *cobra.Command {
+	o := &imageRmOptions{}
+	cmd := &cobra.Command{
 		Use: "rm IMAGE...", Annotations: map[string]string{annObjects: "image"}, Aliases: []string{"remove"}, Short: "Remove images (refused while a container uses one)", Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.manager()
-			if err != nil {
-				return err
-			}
-			for _, ref := range args {
-				if err := m.RemoveImage(ref); err != nil {
-					return err
-				}
-				a.say("Removed image %s", ref)
-			}
-			return nil
+			o.images = args
+			return a.runImageRm(cmd.Context(), o)
 		},
 	}
-	cmd.AddCommand(imp, ls, inspect, history, rm)
 	return cmd
+}
+
+func (a *app) runImageRm(_ context.Context, o *imageRmOptions) error {
+	m, err := a.manager()
+	if err != nil {
+		return err
+	}
+	for _, ref := range o.images {
+		if err := m.RemoveImage(ref); err != nil {
+			return err
+		}
+		a.say("Removed image %s", ref)
+	}
+	return nil
 }
 
 func shortID(id string) string {

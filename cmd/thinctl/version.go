@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -11,21 +12,29 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-func (a *app) versionCmd() *cobra.Command {
+// versionOptions are the flags of 'version' (none but the global ones).
+type versionOptions struct{}
+
+func (a *app) newVersionCmd() *cobra.Command {
+	o := &versionOptions{}
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version of thinctl and of the pool format",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := struct {
-				Version       string `json:"version"`
-				FormatVersion int    `json:"formatVersion"`
-			}{version, thinpool.FormatVersion}
-			if a.json {
-				return a.printJSON(v)
-			}
-			fmt.Fprintf(a.out, "thinctl %s (pool format v%d)\n", v.Version, v.FormatVersion)
-			return nil
+			return a.runVersion(cmd.Context(), o)
 		},
 	}
+}
+
+func (a *app) runVersion(_ context.Context, o *versionOptions) error {
+	v := struct {
+		Version       string `json:"version"`
+		FormatVersion int    `json:"formatVersion"`
+	}{version, thinpool.FormatVersion}
+	if a.json {
+		return a.printJSON(v)
+	}
+	fmt.Fprintf(a.out, "thinctl %s (pool format v%d)\n", v.Version, v.FormatVersion)
+	return nil
 }
