@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -94,7 +95,7 @@ func (a *app) runContainerCreate(_ context.Context, o *containerCreateOptions) e
 	}
 	a.warnOvercommit(m.Pool())
 	if a.json {
-		return a.printJSON(c)
+		return a.printJSON(containerView(c))
 	}
 	a.say("Created container %s from %s", c.Name, c.Image)
 	return nil
@@ -127,7 +128,7 @@ func (a *app) runContainerMount(_ context.Context, o *containerMountOptions) err
 		return err
 	}
 	if a.json {
-		return a.printJSON(c)
+		return a.printJSON(containerView(c))
 	}
 	a.say("Mounted container %s at %s", c.Name, c.MountedAt)
 	return nil
@@ -183,7 +184,7 @@ func (a *app) runContainerLs(_ context.Context, o *containerLsOptions) error {
 	}
 	cs := m.ListContainers()
 	if a.json {
-		return a.printJSON(nonNil(cs))
+		return a.printJSON(containerViews(cs))
 	}
 	if a.quiet {
 		for _, c := range cs {
@@ -191,7 +192,7 @@ func (a *app) runContainerLs(_ context.Context, o *containerLsOptions) error {
 		}
 		return nil
 	}
-	rows := [][]string{{"NAME", "IMAGE", "SIZE USED", "VOLUMES", "MOUNTED AT"}}
+	rows := [][]string{{"NAME", "IMAGE", "SIZE USED", "VOLUMES", "MOUNTED AT", "CREATED"}}
 	for _, c := range cs {
 		var vs []string
 		for _, s := range c.Mounts {
@@ -205,7 +206,7 @@ func (a *app) runContainerLs(_ context.Context, o *containerLsOptions) error {
 		if vol == "" {
 			vol = "-"
 		}
-		rows = append(rows, []string{c.Name, c.Image, formatSize(c.UsedBytes), vol, at})
+		rows = append(rows, []string{c.Name, c.Image, formatSize(c.UsedBytes), vol, at, tableTime(c.Created)})
 	}
 	return a.table(rows)
 }
@@ -236,7 +237,7 @@ func (a *app) runContainerInspect(_ context.Context, o *containerInspectOptions)
 	if err != nil {
 		return err
 	}
-	return a.printJSON(c)
+	return a.printJSON(containerView(c))
 }
 
 // containerRmOptions are the arguments and flags of 'container rm'.
@@ -317,8 +318,47 @@ func (a *app) runContainerCommit(_ context.Context, o *containerCommitOptions) e
 		return err
 	}
 	if a.json {
-		return a.printJSON(im)
+		return a.printJSON(imageView(im))
 	}
 	a.say("Committed container %s as %s (%d layers)", o.name, im.Name, len(im.Layers))
 	return nil
+}
+
+// containerJSON is the JSON of a container in 'container ls', 'container
+// inspect', 'container create' and 'container mount'.
+type containerJSON struct {
+	Name      string      `json:"name"`
+	Image     string      `json:"image"`
+	Device    string      `json:"device"`
+	Size      int64       `json:"size"`
+	UsedBytes int64       `json:"usedBytes"` // blocks the container changed (its copy-on-write layer)
+	Mounts    []mountJSON `json:"mounts"`
+	Created   time.Time   `json:"created"`
+	MountedAt string      `json:"mountedAt"` // "" when not mounted
+}
+
+// mountJSON is a volume or bind mount of a container.
+type mountJSON struct {
+	Type       string `json:"type"`   // "volume" or "bind"
+	Source     string `json:"source"` // volume name or absolute host directory
+	Target     string `json:"target"` // absolute path inside the container
+	ReadOnly   bool   `json:"readOnly"`
+	AutoCreate bool   `json:"autoCreate"` // -v NAME:/path: the volume is made if missing
+}
+
+func containerView(c *volumes.Container) containerJSON {
+	v := containerJSON{Name: c.Name, Image: c.Image, Device: c.Device, Size: c.Size, UsedBytes: c.UsedBytes,
+		Mounts: []mountJSON{}, Created: c.Created, MountedAt: c.MountedAt}
+	for _, m := range c.Mounts {
+		v.Mounts = append(v.Mounts, mountJSON{Type: m.Type, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly, AutoCreate: m.AutoCreate})
+	}
+	return v
+}
+
+func containerViews(cs []*volumes.Container) []containerJSON {
+	out := make([]containerJSON, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, containerView(c))
+	}
+	return out
 }

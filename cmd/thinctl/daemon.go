@@ -405,13 +405,13 @@ func (a *app) stopHere(force bool) error {
 type daemonStatus struct {
 	Pool     string `json:"pool"`
 	Running  bool   `json:"running"`
-	PID      int    `json:"pid,omitempty"`
+	PID      int    `json:"pid"` // 0 when not running
 	RunDir   string `json:"runDir"`
 	Socket   string `json:"socket"`
 	Attached int    `json:"attached"`
 	// Stopping is set while a forced stop waits for lazily unmounted
 	// filesystems to be released: what holds them.
-	Stopping string `json:"stopping,omitempty"`
+	Stopping string `json:"stopping"`
 }
 
 func (a *app) daemonStatusCmd() *cobra.Command {

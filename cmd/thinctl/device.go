@@ -39,9 +39,9 @@ type deviceJSON struct {
 	Extents      int               `json:"extents"`
 	Origin       string            `json:"origin"`
 	OriginID     uint32            `json:"originId"`
-	Chain        []string          `json:"chain,omitempty"`
-	Loop         string            `json:"loop,omitempty"`      // attached as this loop device
-	MountedAt    string            `json:"mountedAt,omitempty"` // mounted there by the daemon
+	Chain        []string          `json:"chain"`     // origin, its origin...; [] for none
+	Loop         string            `json:"loop"`      // attached as this loop device; "" if not
+	MountedAt    string            `json:"mountedAt"` // mounted there by the daemon; "" if not
 	ReadOnly     bool              `json:"readOnly"`
 	Created      time.Time         `json:"created"`
 	Labels       map[string]string `json:"labels"`
@@ -62,7 +62,7 @@ func deviceView(p *thinpool.Pool, t *thinpool.Thin) (deviceJSON, error) {
 		Name: i.Name, ID: uint32(i.ID), Size: i.Size,
 		Mapped: int64(u.Mapped) * bs, Exclusive: int64(u.Exclusive) * bs, Shared: int64(u.Shared) * bs,
 		MappedBlocks: u.Mapped, Extents: u.Extents,
-		Origin: i.OriginName, OriginID: uint32(i.Origin), ReadOnly: i.ReadOnly, Created: i.Created, Labels: labels,
+		Origin: i.OriginName, OriginID: uint32(i.Origin), Chain: []string{}, ReadOnly: i.ReadOnly, Created: i.Created, Labels: labels,
 	}, nil
 }
 
@@ -147,15 +147,18 @@ func (a *app) warnOvercommit(p *thinpool.Pool) {
 	}
 }
 
-// printDevice prints a created device as JSON or as one line using format
-// (with the name and size).
+// printDevice prints a created device as JSON, as 'device inspect' does, or
+// as one line using format (with the name and size).
 func (a *app) printDevice(p *thinpool.Pool, t *thinpool.Thin, format string) error {
 	v, err := deviceView(p, t)
 	if err != nil {
 		return err
 	}
+	v.Chain = chain(byID(p.Devices()), t.Info())
 	if a.json {
-		return a.printJSON(v)
+		devs := []deviceJSON{v}
+		a.attachments(devs)
+		return a.printJSON(devs[0])
 	}
 	a.say(format, v.Name, formatSize(v.Size))
 	return nil
@@ -176,8 +179,18 @@ func (a *app) withDevices(fn func([]deviceJSON) error) error {
 // the daemon, where each is attached and mounted.
 func (a *app) devices(p *thinpool.Pool) ([]deviceJSON, error) {
 	devs, err := devices(p)
-	if err != nil || a.daemon == nil {
-		return devs, err
+	if err != nil {
+		return nil, err
+	}
+	a.attachments(devs)
+	return devs, nil
+}
+
+// attachments sets, inside the daemon, where each of devs is attached and
+// mounted.
+func (a *app) attachments(devs []deviceJSON) {
+	if a.daemon == nil {
+		return
 	}
 	for _, at := range a.daemon.Host().Attachments() {
 		for i := range devs {
@@ -186,16 +199,31 @@ func (a *app) devices(p *thinpool.Pool) ([]deviceJSON, error) {
 			}
 		}
 	}
-	return devs, nil
+}
+
+// byID maps every device's ID to its info.
+func byID(infos []thinpool.DeviceInfo) map[thinpool.DevID]thinpool.DeviceInfo {
+	m := make(map[thinpool.DevID]thinpool.DeviceInfo, len(infos))
+	for _, d := range infos {
+		m[d.ID] = d
+	}
+	return m
+}
+
+// chain lists the origins of the device i, nearest first, from every
+// device by ID; [] for a device with no origin.
+func chain(devs map[thinpool.DevID]thinpool.DeviceInfo, i thinpool.DeviceInfo) []string {
+	c := []string{}
+	for o, ok := devs[i.Origin]; ok && len(c) < len(devs); o, ok = devs[o.Origin] {
+		c = append(c, o.Name)
+	}
+	return c
 }
 
 // devices returns every device's view, with snapshot chains.
 func devices(p *thinpool.Pool) ([]deviceJSON, error) {
 	infos := p.Devices()
-	byID := map[thinpool.DevID]thinpool.DeviceInfo{}
-	for _, i := range infos {
-		byID[i.ID] = i
-	}
+	all := byID(infos)
 	out := make([]deviceJSON, 0, len(infos))
 	for _, i := range infos {
 		t, err := p.DeviceByID(i.ID)
@@ -206,9 +234,7 @@ func devices(p *thinpool.Pool) ([]deviceJSON, error) {
 		if err != nil {
 			return nil, err
 		}
-		for o, ok := byID[i.Origin]; ok && len(v.Chain) < len(infos); o, ok = byID[o.Origin] {
-			v.Chain = append(v.Chain, o.Name)
-		}
+		v.Chain = chain(all, i)
 		out = append(out, v)
 	}
 	return out, nil
@@ -267,7 +293,7 @@ func (a *app) deviceTable(devs []deviceJSON) error {
 			}
 		}
 		rows = append(rows, []string{d.Name, fmt.Sprint(d.ID), formatSize(d.Size), formatSize(d.Mapped),
-			formatSize(d.Exclusive), origin, ro, attached, d.Created.Local().Format("2006-01-02 15:04:05")})
+			formatSize(d.Exclusive), origin, ro, attached, tableTime(d.Created)})
 	}
 	return a.table(rows)
 }

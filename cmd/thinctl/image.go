@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -98,7 +100,7 @@ func (a *app) runImageImport(ctx context.Context, o *imageImportOptions) error {
 		return err
 	}
 	if a.json {
-		return a.printJSON(imgs)
+		return a.printJSON(imageViews(imgs))
 	}
 	for _, im := range imgs {
 		a.say("Imported %s: %d layers, %s (%s shared with other images, %s unique)", im.Name, len(im.Layers),
@@ -128,7 +130,7 @@ func (a *app) runImageLs(_ context.Context, o *imageLsOptions) error {
 	}
 	imgs := m.ListImages()
 	if a.json {
-		return a.printJSON(nonNil(imgs))
+		return a.printJSON(imageViews(imgs))
 	}
 	if a.quiet { // names, for scripts: thinctl image rm $(thinctl -q image ls)
 		for _, im := range imgs {
@@ -139,7 +141,7 @@ func (a *app) runImageLs(_ context.Context, o *imageLsOptions) error {
 	rows := [][]string{{"IMAGE", "ID", "LAYERS", "SIZE", "SHARED", "UNIQUE", "CONTAINERS", "CREATED"}}
 	for _, im := range imgs {
 		rows = append(rows, []string{im.Name, shortID(im.ID), fmt.Sprint(len(im.Layers)), formatSize(im.Size),
-			formatSize(im.SharedSize), formatSize(im.UniqueSize), fmt.Sprint(len(im.Containers)), im.Created.Local().Format("2006-01-02 15:04")})
+			formatSize(im.SharedSize), formatSize(im.UniqueSize), fmt.Sprint(len(im.Containers)), tableTime(im.Created)})
 	}
 	return a.table(rows)
 }
@@ -170,7 +172,7 @@ func (a *app) runImageInspect(_ context.Context, o *imageInspectOptions) error {
 	if err != nil {
 		return err
 	}
-	return a.printJSON(im)
+	return a.printJSON(imageView(im))
 }
 
 // imageHistoryOptions are the argument of 'image history'.
@@ -182,6 +184,10 @@ func (a *app) newImageHistoryCmd() *cobra.Command {
 	o := &imageHistoryOptions{}
 	cmd := &cobra.Command{
 		Use: "history IMAGE", Short: "Show how an image's layers were made", Args: cobra.ExactArgs(1),
+		Long: `Show how an image's layers were made, newest first, from its config's
+history, with the layer each step made. CREATED is the step's time in the
+config, in local time (as the config has it if that is not RFC 3339); with
+--json it is RFC 3339, or null when the config gives none or not RFC 3339.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.image = args[0]
 			return a.runImageHistory(cmd.Context(), o)
@@ -200,7 +206,7 @@ func (a *app) runImageHistory(_ context.Context, o *imageHistoryOptions) error {
 		return err
 	}
 	if a.json {
-		return a.printJSON(h)
+		return a.printJSON(historyViews(h))
 	}
 	rows := [][]string{{"LAYER", "CREATED", "CREATED BY", "SIZE"}}
 	for _, e := range h {
@@ -212,7 +218,13 @@ func (a *app) runImageHistory(_ context.Context, o *imageHistoryOptions) error {
 		if e.ChainID != "" {
 			layer = shortID(e.ChainID)
 		}
-		rows = append(rows, []string{layer, e.Created, by, formatSize(e.Size)})
+		created := "-"
+		if t, ok := parseOCITime(e.Created); ok {
+			created = tableTime(t)
+		} else if e.Created != "" {
+			created = e.Created // not RFC 3339: as the config has it
+		}
+		rows = append(rows, []string{layer, created, by, formatSize(e.Size)})
 	}
 	return a.table(rows)
 }
@@ -256,9 +268,69 @@ func shortID(id string) string {
 	return id
 }
 
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
+// imageJSON is the JSON of an image in 'image ls', 'image inspect', 'image
+// import' and 'container commit'. Sizes are in bytes.
+type imageJSON struct {
+	Name       string      `json:"name"`
+	ID         string      `json:"id"` // the config digest
+	Device     string      `json:"device"`
+	Created    *time.Time  `json:"created"` // from the config; null if it has none
+	Layers     []layerJSON `json:"layers"`
+	Size       int64       `json:"size"`       // all layers
+	SharedSize int64       `json:"sharedSize"` // layers another image uses too
+	UniqueSize int64       `json:"uniqueSize"` // layers only this image uses
+	Containers []string    `json:"containers"`
+	// Config is the image's OCI config as it is; 'image ls' leaves it null.
+	Config      json.RawMessage `json:"config"`
+	VirtualSize int64           `json:"virtualSize"` // the device size
+}
+
+// layerJSON is one layer of an imageJSON.
+type layerJSON struct {
+	ChainID string `json:"chainId"`
+	DiffID  string `json:"diffId"`
+	Device  string `json:"device"`
+	Size    int64  `json:"size"` // pool bytes the layer added over its parent
+	Shared  bool   `json:"shared"`
+}
+
+func imageView(im *volumes.Image) imageJSON {
+	v := imageJSON{Name: im.Name, ID: im.ID, Device: im.Device, Created: timeOrNull(im.Created),
+		Layers: []layerJSON{}, Size: im.Size, SharedSize: im.SharedSize, UniqueSize: im.UniqueSize,
+		Containers: nonNil(im.Containers), Config: im.Config, VirtualSize: im.VirtualSize}
+	for _, l := range im.Layers {
+		v.Layers = append(v.Layers, layerJSON{ChainID: l.ChainID, DiffID: l.DiffID, Device: l.Device, Size: l.Size, Shared: l.Shared})
 	}
-	return s
+	return v
+}
+
+func imageViews(ims []*volumes.Image) []imageJSON {
+	out := make([]imageJSON, 0, len(ims))
+	for _, im := range ims {
+		out = append(out, imageView(im))
+	}
+	return out
+}
+
+// historyJSON is one step of 'image history'.
+type historyJSON struct {
+	// Created is the step's time in the image config; null if the config
+	// gives none, or one that is not RFC 3339.
+	Created   *time.Time `json:"created"`
+	CreatedBy string     `json:"createdBy"`
+	Comment   string     `json:"comment"`
+	ChainID   string     `json:"chainId"` // "" for a step that made no layer
+	Size      int64      `json:"size"`
+}
+
+func historyViews(h []volumes.HistoryEntry) []historyJSON {
+	out := make([]historyJSON, 0, len(h))
+	for _, e := range h {
+		v := historyJSON{CreatedBy: e.CreatedBy, Comment: e.Comment, ChainID: e.ChainID, Size: e.Size}
+		if t, ok := parseOCITime(e.Created); ok {
+			v.Created = timeOrNull(t)
+		}
+		out = append(out, v)
+	}
+	return out
 }

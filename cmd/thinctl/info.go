@@ -64,7 +64,7 @@ func (a *app) runInfo(_ context.Context, o *infoOptions) error {
 			{" Metadata Space Total", formatSize(pi.MetadataTotal)},
 			{" Metadata Space Available", formatSize(pi.MetadataAvailable)},
 			{" Thin Devices", fmt.Sprint(pi.Devices)},
-			{" Autoextend", describeAutoextend(pi.Autoextend)},
+			{" Autoextend", describeAutoextend(pi.Autoextend.policy())},
 			{"Images", fmt.Sprintf("%d (%d layers)", i.Images, i.Layers)},
 			{"Containers", fmt.Sprint(i.Containers)},
 			{"Volumes", fmt.Sprint(i.Volumes)},

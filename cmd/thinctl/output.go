@@ -8,9 +8,46 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"golang.org/x/term"
 )
+
+// JSON and time conventions of every command's output:
+//
+//   - JSON names are camelCase, and every field is always there: a list with
+//     nothing in it is [], a map {}, a string "" and a number 0; a time that
+//     is not known (an image config without one) is null. The shapes are this
+//     package's own view structs (deviceJSON, imageJSON, containerJSON,
+//     volumeJSON...), not the structs of the layers below.
+//   - Times are RFC 3339 in JSON (as time.Time marshals), and
+//     tableTimeFormat in local time in tables (tableTime).
+
+// tableTimeFormat is the format of every time in a table, in local time.
+const tableTimeFormat = "2006-01-02 15:04:05"
+
+// tableTime formats t for a table column; "-" for the zero time.
+func tableTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format(tableTimeFormat)
+}
+
+// timeOrNull is t for a JSON field that is null when the time is not known.
+func timeOrNull(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// parseOCITime parses a time from an OCI image config (RFC 3339, as its
+// spec says); ok is false for "" or anything else.
+func parseOCITime(s string) (t time.Time, ok bool) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil && s != ""
+}
 
 // printJSON writes v as indented JSON.
 func (a *app) printJSON(v any) error {
@@ -81,4 +118,20 @@ func (a *app) terminal() (*os.File, bool) {
 		return nil, false
 	}
 	return f, true
+}
+
+// nonNil is s, or an empty slice for nil: [] in JSON, not null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// nonNilMap is m, or an empty map for nil: {} in JSON, not null.
+func nonNilMap[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return map[K]V{}
+	}
+	return m
 }

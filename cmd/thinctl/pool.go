@@ -84,7 +84,7 @@ func (a *app) runPoolCreate(_ context.Context, o *poolCreateOptions) error {
 	}
 	u := p.Usage()
 	info := a.poolInfo(u)
-	info.Autoextend = ae
+	info.Autoextend = autoextendView(ae)
 	if err := p.Close(); err != nil {
 		return err
 	}
@@ -164,6 +164,21 @@ func (a *app) runPoolSet(_ context.Context, o *poolSetOptions) error {
 	})
 }
 
+// autoextendJSON is the JSON of an autoextend policy in 'pool info'.
+type autoextendJSON struct {
+	Threshold int `json:"threshold"` // percent full that grows the pool; 0: never
+	Percent   int `json:"percent"`   // of the pool's size, each time
+}
+
+func autoextendView(ae volumes.Autoextend) autoextendJSON {
+	return autoextendJSON{Threshold: ae.Threshold, Percent: ae.Percent}
+}
+
+// policy is the policy v shows.
+func (v autoextendJSON) policy() volumes.Autoextend {
+	return volumes.Autoextend{Threshold: v.Threshold, Percent: v.Percent}
+}
+
 // describeAutoextend words a policy for 'pool info' and 'pool set'.
 func describeAutoextend(ae volumes.Autoextend) string {
 	if !ae.Enabled() {
@@ -194,7 +209,7 @@ type poolInfo struct {
 	Devices           int     `json:"devices"`
 	TransactionID     uint64  `json:"transactionId"`
 	// Autoextend is the pool's autoextend policy (threshold 0: off).
-	Autoextend volumes.Autoextend `json:"autoextend"`
+	Autoextend autoextendJSON `json:"autoextend"`
 	// Warnings are set when data or metadata use is above 80%.
 	Warnings []string `json:"warnings"`
 }
@@ -241,7 +256,7 @@ func (a *app) poolInfoOf(p *thinpool.Pool) (poolInfo, error) {
 	if err != nil {
 		return i, err
 	}
-	i.Autoextend = ae
+	i.Autoextend = autoextendView(ae)
 	return i, nil
 }
 
@@ -284,7 +299,7 @@ func (a *app) runPoolInfo(_ context.Context, o *poolInfoOptions) error {
 			{"Data offset", fmt.Sprintf("%d", i.DataOffset)},
 			{"Thin devices", fmt.Sprintf("%d", i.Devices)},
 			{"Transaction id", fmt.Sprintf("%d", i.TransactionID)},
-			{"Autoextend", describeAutoextend(i.Autoextend)},
+			{"Autoextend", describeAutoextend(i.Autoextend.policy())},
 		})
 		for _, w := range i.Warnings {
 			fmt.Fprintf(a.out, "WARNING: %s\n", w)

@@ -102,7 +102,7 @@ func (a *app) runSnapshotLs(_ context.Context, o *snapshotLsOptions) error {
 		if a.json || a.quiet {
 			return a.deviceTable(snaps)
 		}
-		rows := [][]string{{"NAME", "SIZE", "EXCLUSIVE", "RO", "CHAIN"}}
+		rows := [][]string{{"NAME", "SIZE", "EXCLUSIVE", "RO", "CHAIN", "CREATED"}}
 		for _, d := range snaps {
 			chain := append([]string{d.Name}, d.Chain...)
 			if d.Origin == "" {
@@ -112,7 +112,7 @@ func (a *app) runSnapshotLs(_ context.Context, o *snapshotLsOptions) error {
 			if d.ReadOnly {
 				ro = "ro"
 			}
-			rows = append(rows, []string{d.Name, formatSize(d.Size), formatSize(d.Exclusive), ro, strings.Join(chain, " <- ")})
+			rows = append(rows, []string{d.Name, formatSize(d.Size), formatSize(d.Exclusive), ro, strings.Join(chain, " <- "), tableTime(d.Created)})
 		}
 		return a.table(rows)
 	})

@@ -97,7 +97,7 @@ func TestPoolInfoSpaceWarning(t *testing.T) {
 func TestAutoextendSettings(t *testing.T) {
 	pool := filepath.Join(t.TempDir(), "pool.img")
 	mustRun(t, pool, "pool", "create", "--size", "1G", "--autoextend-threshold", "80", "--autoextend-percent", "25")
-	if i := poolInfoJSON(t, pool); i.Autoextend != (volumes.Autoextend{Threshold: 80, Percent: 25}) {
+	if i := poolInfoJSON(t, pool); i.Autoextend != (autoextendJSON{Threshold: 80, Percent: 25}) {
 		t.Fatalf("after create: autoextend %+v", i.Autoextend)
 	}
 	if out := mustRun(t, pool, "pool", "info"); !strings.Contains(out, "Autoextend:               by 25% when 80% full") {
@@ -123,7 +123,7 @@ func TestAutoextendSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustRun(t, pool, "pool", "set", "--autoextend-threshold", "90")
-	if i := poolInfoJSON(t, pool); i.Autoextend != (volumes.Autoextend{Threshold: 90, Percent: 25}) {
+	if i := poolInfoJSON(t, pool); i.Autoextend != (autoextendJSON{Threshold: 90, Percent: 25}) {
 		t.Fatalf("after set: autoextend %+v", i.Autoextend)
 	}
 	// The config device is no thin volume of the user's: not overcommit.

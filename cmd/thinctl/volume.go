@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -68,7 +69,7 @@ func (a *app) runVolumeCreate(_ context.Context, o *volumeCreateOptions) error {
 	}
 	a.warnOvercommit(m.Pool())
 	if a.json {
-		return a.printJSON(v)
+		return a.printJSON(volumeView(v))
 	}
 	fmt.Fprintln(a.out, v.Name)
 	return nil
@@ -113,9 +114,9 @@ func (a *app) runVolumeLs(_ context.Context, o *volumeLsOptions) error {
 	if err != nil {
 		return err
 	}
-	vs := m.ListVolumes(f)
+	vs := volumeViews(m.ListVolumes(f))
 	if a.json {
-		return a.printJSON(nonNil(vs))
+		return a.printJSON(vs)
 	}
 	if a.quiet {
 		for _, v := range vs {
@@ -123,13 +124,13 @@ func (a *app) runVolumeLs(_ context.Context, o *volumeLsOptions) error {
 		}
 		return nil
 	}
-	rows := [][]string{{"DRIVER", "VOLUME NAME", "SIZE", "USED", "FS", "CONTAINERS"}}
+	rows := [][]string{{"DRIVER", "VOLUME NAME", "SIZE", "USED", "FS", "CONTAINERS", "CREATED"}}
 	for _, v := range vs {
 		users := strings.Join(v.InUseBy, ",")
 		if users == "" {
 			users = "-"
 		}
-		rows = append(rows, []string{v.Driver, v.Name, formatSize(v.Size), formatSize(v.UsedBytes), v.Options["fs"], users})
+		rows = append(rows, []string{v.Driver, v.Name, formatSize(v.Size), formatSize(v.UsedBytes), v.Options["fs"], users, tableTime(v.CreatedAt)})
 	}
 	return a.table(rows)
 }
@@ -156,13 +157,13 @@ func (a *app) runVolumeInspect(_ context.Context, o *volumeInspectOptions) error
 	if err != nil {
 		return err
 	}
-	var out []*volumes.Volume
+	out := []volumeJSON{}
 	for _, n := range o.names {
 		v, err := m.InspectVolume(n)
 		if err != nil {
 			return err
 		}
-		out = append(out, v)
+		out = append(out, volumeView(v))
 	}
 	return a.printJSON(out)
 }
@@ -267,4 +268,37 @@ func (a *app) runVolumePrune(_ context.Context, o *volumePruneOptions) error {
 	}
 	a.say("Removed %d volumes", len(removed))
 	return nil
+}
+
+// volumeJSON is the JSON of a volume in 'volume ls', 'volume inspect' and
+// 'volume create', with docker volume inspect's fields and more.
+type volumeJSON struct {
+	Name       string            `json:"name"`
+	Driver     string            `json:"driver"`
+	Mountpoint string            `json:"mountpoint"`
+	CreatedAt  time.Time         `json:"createdAt"`
+	Labels     map[string]string `json:"labels"`
+	Options    map[string]string `json:"options"`
+	Scope      string            `json:"scope"`
+	Size       int64             `json:"size"`      // virtual size in bytes
+	UsedBytes  int64             `json:"usedBytes"` // pool bytes mapped
+	Device     string            `json:"device"`    // the thin device
+	InUseBy    []string          `json:"inUseBy"`   // containers that reference it
+	Mounted    bool              `json:"mounted"`
+	Anonymous  bool              `json:"anonymous"` // made by a container's -v /path
+}
+
+func volumeView(v *volumes.Volume) volumeJSON {
+	created, _ := time.Parse(time.RFC3339Nano, v.CreatedAt)
+	return volumeJSON{Name: v.Name, Driver: v.Driver, Mountpoint: v.Mountpoint, CreatedAt: created,
+		Labels: nonNilMap(v.Labels), Options: nonNilMap(v.Options), Scope: v.Scope, Size: v.Size,
+		UsedBytes: v.UsedBytes, Device: v.Device, InUseBy: nonNil(v.InUseBy), Mounted: v.Mounted, Anonymous: v.Anonymous}
+}
+
+func volumeViews(vs []*volumes.Volume) []volumeJSON {
+	out := make([]volumeJSON, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, volumeView(v))
+	}
+	return out
 }
