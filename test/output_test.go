@@ -111,7 +111,8 @@ func requireNames(t *testing.T, what string, objs []map[string]any, want ...stri
 // TestOutputStyle: image, container, volume and device listings and
 // inspects print camelCase JSON with every field present (empty lists as
 // []), RFC 3339 times (null for a time the image config does not give),
-// and tables print times as 2006-01-02 15:04:05 in local time.
+// and tables print times as 2006-01-02 15:04:05 in local time; -q on every
+// ls prints names, and names complete with or without a daemon.
 func TestOutputStyle(t *testing.T) {
 	e := newEnv(t, "8G")
 	const created = "2024-05-06T07:08:09Z"
@@ -186,6 +187,52 @@ func TestOutputStyle(t *testing.T) {
 			}
 		}
 	}
+	// -q on every ls prints the names its JSON has, one a line.
+	names := map[string][]string{}
+	for _, noun := range []string{"device", "snapshot", "image", "container", "volume"} {
+		var objs []struct {
+			Name string `json:"name"`
+		}
+		e.mustJSON(&objs, noun, "ls")
+		for _, o := range objs {
+			names[noun] = append(names[noun], o.Name)
+		}
+		if got := strings.Fields(e.must("-q", noun, "ls")); !slices.Equal(got, names[noun]) || len(got) == 0 {
+			t.Errorf("-q %s ls: %q, want %q", noun, got, names[noun])
+		}
+		slices.Sort(names[noun])
+	}
+	// Object names complete through the running daemon (the pool file is
+	// locked by it), and from the pool file once it has stopped, without
+	// starting one.
+	checkCompletion := func() {
+		t.Helper()
+		for _, tc := range []struct {
+			args []string
+			want []string
+		}{
+			{[]string{"device", "rm", ""}, names["device"]},
+			{[]string{"image", "inspect", ""}, names["image"]},
+			{[]string{"container", "rm", ""}, names["container"]},
+			{[]string{"container", "rm", "c1", ""}, []string{"c2"}},
+			{[]string{"container", "create", "--name", "x", "sty"}, []string{"style:1"}},
+			{[]string{"volume", "inspect", ""}, names["volume"]},
+		} {
+			out, errOut, code := e.run(time.Minute, append([]string{"__complete"}, tc.args...)...)
+			lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+			if code != 0 || lines[len(lines)-1] != ":4" || !slices.Equal(lines[:len(lines)-1], tc.want) || strings.Contains(errOut, "thinctl:") {
+				t.Errorf("__complete %v: exit %d, %q (stderr %q), want %q and :4", tc.args, code, out, errOut, tc.want)
+			}
+		}
+	}
+	checkCompletion()
+	e.must("container", "umount", "c1")
+	e.must("daemon", "stop")
+	checkCompletion()
+	if _, _, code := e.run(time.Minute, "daemon", "status"); code != 3 {
+		t.Errorf("completion started a daemon: daemon status exits %d", code)
+	}
+
 	at, _ := time.Parse(time.RFC3339, created)
 	lines := strings.Split(strings.TrimRight(e.must("image", "history", "style:1"), "\n"), "\n")
 	if len(lines) != 3 || strings.Fields(lines[1])[1] != "-" || !strings.Contains(lines[2], at.Local().Format("2006-01-02 15:04:05")) {

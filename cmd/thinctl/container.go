@@ -41,6 +41,7 @@ func (a *app) newContainerCreateCmd() *cobra.Command {
 			}
 			return checkSize(o.size)
 		}),
+		ValidArgsFunction: a.completeNames("image", 1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.image = args[0]
 			return a.runContainerCreate(cmd.Context(), o)
@@ -110,6 +111,7 @@ func (a *app) newContainerMountCmd() *cobra.Command {
 	o := &containerMountOptions{}
 	cmd := &cobra.Command{
 		Use: "mount NAME DIR", Annotations: map[string]string{annObjects: "container:1"}, Short: "Mount a container's root filesystem at DIR, with its volumes and bind mounts", Args: cobra.ExactArgs(2),
+		ValidArgsFunction: a.completeNames("container", 1, cobra.ShellCompDirectiveFilterDirs),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.name, o.dir = args[0], args[1]
 			return a.runContainerMount(cmd.Context(), o)
@@ -143,6 +145,7 @@ func (a *app) newContainerUmountCmd() *cobra.Command {
 	o := &containerUmountOptions{}
 	cmd := &cobra.Command{
 		Use: "umount NAME", Annotations: map[string]string{annObjects: "container"}, Aliases: []string{"unmount"}, Short: "Unmount a container", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeNames("container", 1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.name = args[0]
 			return a.runContainerUmount(cmd.Context(), o)
@@ -220,6 +223,7 @@ func (a *app) newContainerInspectCmd() *cobra.Command {
 	o := &containerInspectOptions{}
 	cmd := &cobra.Command{
 		Use: "inspect NAME", Short: "Show a container (JSON)", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeNames("container", 1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.name = args[0]
 			return a.runContainerInspect(cmd.Context(), o)
@@ -251,7 +255,8 @@ func (a *app) newContainerRmCmd() *cobra.Command {
 	o := &containerRmOptions{}
 	cmd := &cobra.Command{
 		Use: "rm NAME...", Aliases: []string{"remove"}, Short: "Remove containers (their changes go; volumes stay)", Args: cobra.MinimumNArgs(1),
-		Annotations: map[string]string{annObjects: "container"},
+		Annotations:       map[string]string{annObjects: "container"},
+		ValidArgsFunction: a.completeNames("container", -1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.names = args
 			return a.runContainerRm(cmd.Context(), o)
@@ -299,7 +304,8 @@ func (a *app) newContainerCommitCmd() *cobra.Command {
 	o := &containerCommitOptions{}
 	cmd := &cobra.Command{
 		Use: "commit NAME IMAGE[:TAG]", Annotations: map[string]string{annObjects: "container:1"}, Short: "Make a new image whose top layer is the container's current state",
-		Args: checkInput(cobra.ExactArgs(2), func(args []string) error { return checkImageRef(args[1]) }),
+		Args:              checkInput(cobra.ExactArgs(2), func(args []string) error { return checkImageRef(args[1]) }),
+		ValidArgsFunction: a.completeNames("container", 1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.name, o.image = args[0], args[1]
 			return a.runContainerCommit(cmd.Context(), o)

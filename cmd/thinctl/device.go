@@ -22,7 +22,14 @@ func (a *app) newDeviceCmd() *cobra.Command {
 	}
 	cmd.AddCommand(a.newDeviceCreateCmd(), a.newDeviceLsCmd(), a.newDeviceInspectCmd(), a.newDeviceRmCmd(),
 		a.newDeviceResizeCmd(), a.newDeviceRenameCmd(), a.newDeviceImportCmd(), a.newDeviceExportCmd(), a.newDeviceDiffCmd())
-	cmd.AddCommand(a.deviceBlockCmds()...)
+	for _, c := range a.deviceBlockCmds() { // attach, detach, mount, umount
+		rest := cobra.ShellCompDirectiveNoFileComp
+		if c.Name() == "mount" {
+			rest = cobra.ShellCompDirectiveFilterDirs
+		}
+		c.ValidArgsFunction = a.completeNames("device", 1, rest)
+		cmd.AddCommand(c)
+	}
 	return cmd
 }
 
@@ -306,9 +313,10 @@ type deviceInspectOptions struct {
 func (a *app) newDeviceInspectCmd() *cobra.Command {
 	o := &deviceInspectOptions{}
 	return &cobra.Command{
-		Use:   "inspect NAME",
-		Short: "Show everything about a device (JSON)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "inspect NAME",
+		Short:             "Show everything about a device (JSON)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeNames("device", 1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.name = args[0]
 			return a.runDeviceInspect(cmd.Context(), o)
@@ -336,10 +344,11 @@ type deviceRmOptions struct {
 func (a *app) newDeviceRmCmd() *cobra.Command {
 	o := &deviceRmOptions{}
 	cmd := &cobra.Command{
-		Use:     "rm NAME...",
-		Aliases: []string{"remove", "delete"},
-		Short:   "Remove thin devices (their snapshots stay)",
-		Args:    cobra.MinimumNArgs(1),
+		Use:               "rm NAME...",
+		Aliases:           []string{"remove", "delete"},
+		Short:             "Remove thin devices (their snapshots stay)",
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: a.completeNames("device", -1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.names = args
 			return a.runDeviceRm(cmd.Context(), o)
@@ -400,7 +409,8 @@ func (a *app) newDeviceResizeCmd() *cobra.Command {
 		Short: "Grow a thin device",
 		Example: `  thinctl device resize web --size 20G
   thinctl device resize web --size +1G`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeNames("device", 1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.name = args[0]
 			return a.runDeviceResize(cmd.Context(), o)
@@ -452,9 +462,10 @@ type deviceRenameOptions struct {
 func (a *app) newDeviceRenameCmd() *cobra.Command {
 	o := &deviceRenameOptions{}
 	return &cobra.Command{
-		Use:   "rename OLD NEW",
-		Short: "Rename a thin device",
-		Args:  cobra.ExactArgs(2),
+		Use:               "rename OLD NEW",
+		Short:             "Rename a thin device",
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: a.completeNames("device", 1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.name, o.newName = args[0], args[1]
 			return a.runDeviceRename(cmd.Context(), o)

@@ -38,7 +38,8 @@ byte offsets. The typical use is a device and one of its snapshots: the ranges
 are what was written to either since the snapshot was taken.`,
 		Example: `  thinctl device diff web-backup web
   thinctl device diff web-backup web --json`,
-		Args: cobra.ExactArgs(2),
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: a.completeNames("device", 2, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.left, o.right = args[0], args[1]
 			return a.runDeviceDiff(cmd.Context(), o)

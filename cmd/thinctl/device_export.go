@@ -93,7 +93,8 @@ holes. Standard output (-), pipes and block devices get every byte, zeros
 included. An existing non-empty FILE is overwritten only with --force.`,
 		Example: `  thinctl device export web web.img
   thinctl device export web - | xz > web.img.xz`,
-		Args: cobra.ExactArgs(2),
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: a.completeNames("device", 1, cobra.ShellCompDirectiveDefault),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.name, o.file = args[0], args[1]
 			return a.runDeviceExport(cmd.Context(), o)

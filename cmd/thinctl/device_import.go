@@ -302,7 +302,8 @@ Ctrl-C (or SIGTERM) stops the import at the next chunk, also when it runs in
 the pool daemon: a device it created is removed, and it exits 130.`,
 		Example: `  thinctl device import web web.img
   xz -dc disk.img.xz | thinctl device import vm1 - --size 20G`,
-		Args: cobra.ExactArgs(2),
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: a.completeNames("device", 1, cobra.ShellCompDirectiveDefault),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.name, o.file = args[0], args[1]
 			return a.runDeviceImport(cmd.Context(), o)

@@ -155,6 +155,7 @@ func (a *app) newImageInspectCmd() *cobra.Command {
 	o := &imageInspectOptions{}
 	cmd := &cobra.Command{
 		Use: "inspect IMAGE", Short: "Show an image's layers, chain IDs, sizes and config (JSON)", Args: cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeNames("image", 1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.image = args[0]
 			return a.runImageInspect(cmd.Context(), o)
@@ -188,6 +189,7 @@ func (a *app) newImageHistoryCmd() *cobra.Command {
 history, with the layer each step made. CREATED is the step's time in the
 config, in local time (as the config has it if that is not RFC 3339); with
 --json it is RFC 3339, or null when the config gives none or not RFC 3339.`,
+		ValidArgsFunction: a.completeNames("image", 1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.image = args[0]
 			return a.runImageHistory(cmd.Context(), o)
@@ -238,6 +240,7 @@ func (a *app) newImageRmCmd() *cobra.Command {
 	o := &imageRmOptions{}
 	cmd := &cobra.Command{
 		Use: "rm IMAGE...", Annotations: map[string]string{annObjects: "image"}, Aliases: []string{"remove"}, Short: "Remove images (refused while a container uses one)", Args: cobra.MinimumNArgs(1),
+		ValidArgsFunction: a.completeNames("image", -1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.images = args
 			return a.runImageRm(cmd.Context(), o)

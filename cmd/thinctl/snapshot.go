@@ -40,7 +40,8 @@ filesystem-consistent snapshot of a mounted device, freeze the filesystem
 (fsfreeze) around it: --freeze DIR does that.`,
 		Example: `  thinctl snapshot create web web-backup --readonly
   thinctl snapshot create base container1`,
-		Args: cobra.ExactArgs(2),
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: a.completeNames("device", 1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.origin, o.name = args[0], args[1]
 			return a.runSnapshotCreate(cmd.Context(), o)

@@ -144,6 +144,7 @@ func (a *app) newVolumeInspectCmd() *cobra.Command {
 	o := &volumeInspectOptions{}
 	cmd := &cobra.Command{
 		Use: "inspect NAME...", Short: "Show volumes as docker volume inspect does (JSON)", Args: cobra.MinimumNArgs(1),
+		ValidArgsFunction: a.completeNames("volume", -1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.names = args
 			return a.runVolumeInspect(cmd.Context(), o)
@@ -182,7 +183,8 @@ func (a *app) newVolumeRmCmd() *cobra.Command {
 mounted or not, is refused (the error names the containers), with or without
 -f, as docker volume rm does: remove the containers first. -f only makes a
 volume that does not exist no error.`,
-		Annotations: map[string]string{annObjects: "volume"},
+		Annotations:       map[string]string{annObjects: "volume"},
+		ValidArgsFunction: a.completeNames("volume", -1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.names = args
 			return a.runVolumeRm(cmd.Context(), o)
