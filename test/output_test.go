@@ -109,7 +109,7 @@ func requireNames(t *testing.T, what string, objs []map[string]any, want ...stri
 }
 
 // TestOutputStyle: image, container, volume and device listings and
-// inspects print camelCase JSON with every field present (empty lists as
+// inspects, and device attach and mount, print camelCase JSON with every field present (empty lists as
 // []), RFC 3339 times (null for a time the image config does not give),
 // and tables print times as 2006-01-02 15:04:05 in local time; -q on every
 // ls prints names, and names complete with or without a daemon.
@@ -133,6 +133,13 @@ func TestOutputStyle(t *testing.T) {
 	e.must("container", "create", "--name", "c1", "-v", "data:/data", "-v", host+":/host:ro", "style:1")
 	e.must("container", "create", "--name", "c2", "style:1")
 	e.mountContainer("c1")
+	e.must("device", "create", "plain", "--size", "256M")
+	attachNames := []string{"device", "id", "loop", "file", "readOnly", "mountDir", "fsType"}
+	requireNames(t, "device attach", e.styleJSON(false, "device", "attach", "plain"), attachNames...)
+	e.must("device", "detach", "plain")
+	requireNames(t, "device mount", e.styleJSON(false, "device", "mount", "plain", filepath.Join(e.dir, "plain"), "--mkfs", "ext4"),
+		append(attachNames, "formatted", "mkfsCost")...)
+	e.must("device", "umount", "plain")
 
 	imageNames := []string{"name", "id", "device", "created", "layers", "size", "sharedSize", "uniqueSize", "containers", "config", "virtualSize"}
 	requireNames(t, "image ls", e.styleJSON(false, "image", "ls"), imageNames...)

@@ -60,7 +60,7 @@ func (a *app) deviceBlockCmds() []*cobra.Command {
 				return err
 			}
 			if a.json {
-				return a.printJSON(at)
+				return a.printJSON(attachmentView(at))
 			}
 			fmt.Fprintln(a.out, at.Loop)
 			return nil
@@ -108,7 +108,7 @@ reformatted.`,
 				return err
 			}
 			if a.json {
-				return a.printJSON(res)
+				return a.printJSON(deviceMountView(res))
 			}
 			if res.Formatted {
 				a.say("Made %s on %q (%s): it cost %s of pool", res.FSType, args[0], res.Loop, formatSize(res.MkfsCost))
