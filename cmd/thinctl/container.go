@@ -15,7 +15,8 @@ import (
 
 func (a *app) newContainerCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "container", Short: "Create, mount, list, commit and remove containers (writable snapshots of images)"}
-	cmd.AddCommand(a.newContainerCreateCmd(), a.newContainerMountCmd(), a.newContainerUmountCmd(), a.newContainerLsCmd(), a.newContainerInspectCmd(), a.newContainerRmCmd(), a.newContainerCommitCmd())
+	cmd.AddCommand(a.newContainerCreateCmd(), a.newContainerMountCmd(), a.newContainerUmountCmd(), a.newContainerLsCmd(),
+		a.newContainerInspectCmd(), a.newContainerRmCmd(), a.newContainerCommitCmd())
 	return cmd
 }
 
