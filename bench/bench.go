@@ -298,7 +298,7 @@ func (h *harness) on(target string) bool { return h.want[target] }
 // failed notes err in every table of the workload that has no note yet, or
 // in a table of its own if it made none.
 func (h *harness) failed(workload string, err error) {
-	msg := "failed: " + oneLine(err.Error())
+	msg := "failed: " + err.Error()
 	found := false
 	for _, t := range h.rep.Tables {
 		if strings.HasPrefix(t.ID, workload) {

@@ -204,11 +204,11 @@ func runContainer(h *harness) error {
 
 // failed notes err on the rows of the step that failed and those after it.
 func (c *containerRun) failed(err error) {
-	msg := "failed: " + oneLine(err.Error())
+	msg := "failed: " + err.Error()
 	from := 0
 	var se *containerStepError
 	if errors.As(err, &se) {
-		msg = "failed in " + se.step + " (run " + fmt.Sprint(c.run+1) + "): " + oneLine(se.err.Error())
+		msg = "failed in " + se.step + " (run " + fmt.Sprint(c.run+1) + "): " + se.err.Error()
 		from = slices.IndexFunc(containerSteps, func(s struct{ id, title string }) bool { return s.id == se.step })
 	}
 	for i, s := range containerSteps {

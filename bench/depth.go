@@ -90,7 +90,7 @@ func runDepth(h *harness) error {
 				continue
 			}
 			for _, r := range t.Rows {
-				r.note(tg, "failed: "+oneLine(err.Error()))
+				r.note(tg, "failed: "+err.Error())
 			}
 		}
 	}

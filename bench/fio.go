@@ -159,7 +159,7 @@ func runFio(h *harness) error {
 					if c.random {
 						t = rnd
 					}
-					t.Row(c.id).note(tg, "set-up failed: "+oneLine(err.Error()))
+					t.Row(c.id).note(tg, "set-up failed: "+err.Error())
 				}
 				delete(devs, tg)
 				if tg == TargetEngine {
@@ -184,7 +184,7 @@ func runFio(h *harness) error {
 				v, err := h.fioCase(c, tg, devs[tg], engine)
 				if err != nil {
 					h.logf("%s on %s: %v", c.id, tg, err)
-					r.note(tg, "failed: "+oneLine(err.Error()))
+					r.note(tg, "failed: "+err.Error())
 					continue
 				}
 				h.record(t, r, tg, v)

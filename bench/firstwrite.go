@@ -77,7 +77,7 @@ func runFirstWrite(h *harness) error {
 			if err != nil {
 				h.logf("firstwrite %s: %v", tg, err)
 				for _, c := range cases {
-					t.Row(c.id).note(tg, "failed: "+oneLine(err.Error()))
+					t.Row(c.id).note(tg, "failed: "+err.Error())
 				}
 			}
 			if err := os.RemoveAll(filepath.Join(h.work, dir)); err != nil {

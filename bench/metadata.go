@@ -100,7 +100,7 @@ func runMetadata(h *harness) error {
 				h.logf("  engine: %v", err)
 				for _, c := range cases {
 					if r := t.Row(c.id); len(r.Samples[TargetEngine]) <= run {
-						r.note(TargetEngine, "failed: "+oneLine(err.Error()))
+						r.note(TargetEngine, "failed: "+err.Error())
 					}
 				}
 			}
@@ -108,7 +108,7 @@ func runMetadata(h *harness) error {
 		if h.on(TargetDmThin) {
 			for _, c := range cases {
 				if err := h.metadataDmThin(t, c); err != nil {
-					t.Row(c.id).note(TargetDmThin, "failed: "+oneLine(err.Error()))
+					t.Row(c.id).note(TargetDmThin, "failed: "+err.Error())
 				}
 			}
 		}

@@ -103,7 +103,7 @@ func (h *harness) snapshotSize(t *Table, size int64) error {
 			if err != nil {
 				h.logf("  build the %s origin: %v", id, err)
 				for _, tg := range []string{TargetEngine, TargetThinpool} {
-					r.note(tg, "failed: origin: "+oneLine(err.Error()))
+					r.note(tg, "failed: origin: "+err.Error())
 				}
 			}
 			continue
@@ -126,7 +126,7 @@ func (h *harness) snapshotSize(t *Table, size int64) error {
 				return h.ctx.Err()
 			}
 			h.logf("  %s, %s origin: %v", ph, id, err)
-			r.note(ph, "failed: "+oneLine(err.Error()))
+			r.note(ph, "failed: "+err.Error())
 		}
 	}
 	h.unwind(m) // stops the daemon: then nothing holds the files
