@@ -172,6 +172,36 @@ func (a *app) forward(cmd *cobra.Command, args []string) error {
 	return &exitError{code: code}
 }
 
+// manager returns the daemon's device manager; the commands that use it
+// are forwarded to the daemon (see needsDaemon), except the read-only ones
+// run with no daemon (see readsOnly), which get an offline manager over the
+// pool file.
+func (a *app) manager() (*volumes.Manager, error) {
+	if a.daemon != nil {
+		return a.daemon.Manager(), nil
+	}
+	if !a.offline {
+		return nil, fmt.Errorf("this command needs the pool daemon")
+	}
+	if a.offlinePool == nil {
+		p, err := thinpool.Open(a.poolPath)
+		if err != nil {
+			return nil, hintPool(err)
+		}
+		a.offlinePool = p
+	}
+	return volumes.Offline(a.offlinePool), nil
+}
+
+// host returns the daemon's Host, which serves devices; the commands that
+// use it are forwarded to the daemon (see needsDaemon).
+func (a *app) host() (*daemon.Host, error) {
+	if a.daemon == nil {
+		return nil, fmt.Errorf("this command needs the pool daemon")
+	}
+	return a.daemon.Host(), nil
+}
+
 func (a *app) daemonCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "daemon",

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/thinpool/thinpool/daemon"
 	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes"
@@ -488,31 +487,4 @@ func (a *app) runDeviceRename(_ context.Context, o *deviceRenameOptions) error {
 		a.say("Renamed device %q to %q", o.name, o.newName)
 		return nil
 	})
-}
-
-// attachmentJSON is the JSON of 'device attach'.
-type attachmentJSON struct {
-	Device   string `json:"device"`
-	ID       uint32 `json:"id"`
-	Loop     string `json:"loop"`
-	File     string `json:"file"` // the FUSE file behind the loop device
-	ReadOnly bool   `json:"readOnly"`
-	MountDir string `json:"mountDir"` // "" when not mounted
-	FSType   string `json:"fsType"`   // "" when not mounted
-}
-
-func attachmentView(at *daemon.Attachment) attachmentJSON {
-	return attachmentJSON{Device: at.Device, ID: at.ID, Loop: at.Loop, File: at.File, ReadOnly: at.ReadOnly,
-		MountDir: at.MountDir, FSType: at.FSType}
-}
-
-// deviceMountJSON is the JSON of 'device mount'.
-type deviceMountJSON struct {
-	attachmentJSON
-	Formatted bool  `json:"formatted"` // --mkfs made a filesystem
-	MkfsCost  int64 `json:"mkfsCost"`  // pool bytes the new filesystem took
-}
-
-func deviceMountView(r *daemon.MountResult) deviceMountJSON {
-	return deviceMountJSON{attachmentJSON: attachmentView(&r.Attachment), Formatted: r.Formatted, MkfsCost: r.MkfsCost}
 }

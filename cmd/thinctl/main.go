@@ -7,7 +7,7 @@
 // docs.go. A verb with machinery of its own gets <noun>_<verb>.go:
 // pool_dump.go (dump and restore, which read the same format),
 // device_import.go, device_export.go (their shared chunking is in
-// transfer.go) and device_diff.go. blockcmds.go holds device attach,
+// transfer.go), device_diff.go, and device_mount.go: device attach,
 // detach, mount and umount, which only the pool daemon runs. Helpers
 // shared by every noun: output.go (tables, JSON, times), size.go,
 // progress.go, interrupt.go, completion.go, input.go, exit.go; root.go has
@@ -17,7 +17,7 @@
 // constructor newNounVerbCmd that binds the flags to it, and a plain run
 // function runNounVerb(ctx, o) that does the work, as kind's and bbolt's
 // commands are (the daemon and block device commands in daemon.go and
-// blockcmds.go are not yet). Output follows the conventions in output.go.
+// device_mount.go are not yet). Output follows the conventions in output.go.
 package main
 
 import (

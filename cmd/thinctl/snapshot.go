@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/thinpool/thinpool/blockdev"
 	"github.com/thinpool/thinpool/thinpool"
 )
 
@@ -117,4 +118,17 @@ func (a *app) runSnapshotLs(_ context.Context, o *snapshotLsOptions) error {
 		}
 		return a.table(rows)
 	})
+}
+
+// freeze freezes the filesystem mounted at dir and returns the thaw.
+func (a *app) freeze(dir string) (func(), error) {
+	dir = a.abs(dir)
+	if err := blockdev.Freeze(dir); err != nil {
+		return nil, fmt.Errorf("freeze %s: %w", dir, err)
+	}
+	return func() {
+		if err := blockdev.Thaw(dir); err != nil {
+			fmt.Fprintf(a.err, "thinctl: thaw %s: %v (run 'fsfreeze -u %s')\n", dir, err, dir)
+		}
+	}, nil
 }

@@ -6,41 +6,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/thinpool/thinpool/blockdev"
 	"github.com/thinpool/thinpool/daemon"
-	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes"
 )
-
-// manager returns the daemon's device manager; the commands that use it
-// are forwarded to the daemon (see needsDaemon), except the read-only ones
-// run with no daemon (see readsOnly), which get an offline manager over the
-// pool file.
-func (a *app) manager() (*volumes.Manager, error) {
-	if a.daemon != nil {
-		return a.daemon.Manager(), nil
-	}
-	if !a.offline {
-		return nil, fmt.Errorf("this command needs the pool daemon")
-	}
-	if a.offlinePool == nil {
-		p, err := thinpool.Open(a.poolPath)
-		if err != nil {
-			return nil, hintPool(err)
-		}
-		a.offlinePool = p
-	}
-	return volumes.Offline(a.offlinePool), nil
-}
-
-// host returns the daemon's Host, which serves devices; the commands that
-// use it are forwarded to the daemon (see needsDaemon).
-func (a *app) host() (*daemon.Host, error) {
-	if a.daemon == nil {
-		return nil, fmt.Errorf("this command needs the pool daemon")
-	}
-	return a.daemon.Host(), nil
-}
 
 func (a *app) deviceBlockCmds() []*cobra.Command {
 	var ro bool
@@ -145,15 +113,29 @@ reformatted.`,
 	return []*cobra.Command{attach, detach, mount, umount}
 }
 
-// freeze freezes the filesystem mounted at dir and returns the thaw.
-func (a *app) freeze(dir string) (func(), error) {
-	dir = a.abs(dir)
-	if err := blockdev.Freeze(dir); err != nil {
-		return nil, fmt.Errorf("freeze %s: %w", dir, err)
-	}
-	return func() {
-		if err := blockdev.Thaw(dir); err != nil {
-			fmt.Fprintf(a.err, "thinctl: thaw %s: %v (run 'fsfreeze -u %s')\n", dir, err, dir)
-		}
-	}, nil
+// attachmentJSON is the JSON of 'device attach'.
+type attachmentJSON struct {
+	Device   string `json:"device"`
+	ID       uint32 `json:"id"`
+	Loop     string `json:"loop"`
+	File     string `json:"file"` // the FUSE file behind the loop device
+	ReadOnly bool   `json:"readOnly"`
+	MountDir string `json:"mountDir"` // "" when not mounted
+	FSType   string `json:"fsType"`   // "" when not mounted
+}
+
+func attachmentView(at *daemon.Attachment) attachmentJSON {
+	return attachmentJSON{Device: at.Device, ID: at.ID, Loop: at.Loop, File: at.File, ReadOnly: at.ReadOnly,
+		MountDir: at.MountDir, FSType: at.FSType}
+}
+
+// deviceMountJSON is the JSON of 'device mount'.
+type deviceMountJSON struct {
+	attachmentJSON
+	Formatted bool  `json:"formatted"` // --mkfs made a filesystem
+	MkfsCost  int64 `json:"mkfsCost"`  // pool bytes the new filesystem took
+}
+
+func deviceMountView(r *daemon.MountResult) deviceMountJSON {
+	return deviceMountJSON{attachmentJSON: attachmentView(&r.Attachment), Formatted: r.Formatted, MkfsCost: r.MkfsCost}
 }
