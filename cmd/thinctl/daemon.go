@@ -202,7 +202,7 @@ func (a *app) host() (*daemon.Host, error) {
 	return a.daemon.Host(), nil
 }
 
-func (a *app) daemonCmd() *cobra.Command {
+func (a *app) newDaemonCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run, start, stop or query the pool daemon that serves attached devices",
@@ -226,32 +226,40 @@ A systemd unit:
   [Install]
   WantedBy=multi-user.target`,
 	}
-	cmd.AddCommand(a.daemonRunCmd(), a.daemonStartCmd(), a.daemonStopCmd(), a.daemonStatusCmd())
+	cmd.AddCommand(a.newDaemonRunCmd(), a.newDaemonStartCmd(), a.newDaemonStopCmd(), a.newDaemonStatusCmd())
 	return cmd
 }
 
-func (a *app) daemonRunCmd() *cobra.Command {
+// daemonRunOptions are the flags of 'daemon run' (none but the global ones).
+type daemonRunOptions struct{}
+
+func (a *app) newDaemonRunCmd() *cobra.Command {
+	o := &daemonRunOptions{}
 	return &cobra.Command{
 		Use:   "run",
 		Short: "Run the daemon in the foreground (for systemd); SIGTERM stops it cleanly unless a mount is busy",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if os.Geteuid() != 0 {
-				return fmt.Errorf("the pool daemon must run as root (it mounts FUSE and attaches loop devices)")
-			}
-			abs, err := filepath.Abs(a.poolPath)
-			if err != nil {
-				return err
-			}
-			return runDaemon(abs, a.err)
+			return a.runDaemonRun(cmd.Context(), o)
 		},
 	}
 }
 
-// runDaemon serves the pool at poolPath until SIGTERM, SIGINT or
+func (a *app) runDaemonRun(_ context.Context, _ *daemonRunOptions) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the pool daemon must run as root (it mounts FUSE and attaches loop devices)")
+	}
+	abs, err := filepath.Abs(a.poolPath)
+	if err != nil {
+		return err
+	}
+	return serveDaemon(abs, a.err)
+}
+
+// serveDaemon serves the pool at poolPath until SIGTERM, SIGINT or
 // 'daemon stop' (see daemon.Daemon.Stop): each signal tries a stop, which
 // a busy mount refuses; the daemon then logs why and goes on serving.
-func runDaemon(poolPath string, logw io.Writer) error {
+func serveDaemon(poolPath string, logw io.Writer) error {
 	logger := log.New(logw, "thinpool: ", log.LstdFlags)
 	p, err := thinpool.Open(poolPath)
 	if err != nil {
@@ -296,29 +304,38 @@ func handle(ctx context.Context, d *daemon.Daemon, req daemon.Request, in, out, 
 	return a.execute(ctx, root)
 }
 
-func (a *app) daemonStartCmd() *cobra.Command {
+// daemonStartOptions are the flags of 'daemon start' (none but the global
+// ones).
+type daemonStartOptions struct{}
+
+func (a *app) newDaemonStartCmd() *cobra.Command {
+	o := &daemonStartOptions{}
 	return &cobra.Command{
 		Use:   "start",
 		Short: "Start the daemon in the background",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			abs, err := filepath.Abs(a.poolPath)
-			if err != nil {
-				return err
-			}
-			daemon.ReapStuck(daemon.RunDir(abs))
-			if pid, ok := daemon.PID(daemon.RunDir(abs)); ok {
-				a.say("daemon for %s is already running (pid %d)", abs, pid)
-				return nil
-			}
-			if err := a.startDaemon(abs); err != nil {
-				return err
-			}
-			pid, _ := daemon.PID(daemon.RunDir(abs))
-			a.say("started daemon for %s (pid %d, run directory %s)", abs, pid, daemon.RunDir(abs))
-			return nil
+			return a.runDaemonStart(cmd.Context(), o)
 		},
 	}
+}
+
+func (a *app) runDaemonStart(_ context.Context, _ *daemonStartOptions) error {
+	abs, err := filepath.Abs(a.poolPath)
+	if err != nil {
+		return err
+	}
+	daemon.ReapStuck(daemon.RunDir(abs))
+	if pid, ok := daemon.PID(daemon.RunDir(abs)); ok {
+		a.say("daemon for %s is already running (pid %d)", abs, pid)
+		return nil
+	}
+	if err := a.startDaemon(abs); err != nil {
+		return err
+	}
+	pid, _ := daemon.PID(daemon.RunDir(abs))
+	a.say("started daemon for %s (pid %d, run directory %s)", abs, pid, daemon.RunDir(abs))
+	return nil
 }
 
 // startDaemon starts 'thinctl daemon run' in the background for the pool and
@@ -348,8 +365,13 @@ func (a *app) spawnDaemon(abs, runDir string, made bool) error {
 	return daemon.Spawn(runDir, []string{self, "--pool", abs, "daemon", "run"}, made)
 }
 
-func (a *app) daemonStopCmd() *cobra.Command {
-	var force bool
+// daemonStopOptions are the flags of 'daemon stop'.
+type daemonStopOptions struct {
+	force bool // lazily unmount busy filesystems and stop when they are released
+}
+
+func (a *app) newDaemonStopCmd() *cobra.Command {
+	o := &daemonStopOptions{}
 	cmd := &cobra.Command{
 		Use:   "stop",
 		Short: "Stop the daemon: unmount, detach every loop device, commit and release the pool",
@@ -370,51 +392,55 @@ then does the daemon detach, commit and exit. Nothing written is lost,
 synced or not, as long as the daemon is not killed meanwhile.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if a.daemon != nil {
-				return a.stopHere(force)
-			}
-			abs, err := filepath.Abs(a.poolPath)
-			if err != nil {
-				return err
-			}
-			pid, ok := daemon.PID(daemon.RunDir(abs))
-			if !ok {
-				a.say("no daemon is running for %s", abs)
-				return nil
-			}
-			in, ok1 := a.in.(*os.File)
-			out, ok2 := a.out.(*os.File)
-			errf, ok3 := a.err.(*os.File)
-			if !ok1 || !ok2 || !ok3 {
-				return fmt.Errorf("daemon stop needs the pool daemon, which an in-process call cannot reach")
-			}
-			args := []string{"--pool", abs, "daemon", "stop"}
-			if force {
-				args = append(args, "--force")
-			}
-			cwd, _ := os.Getwd()
-			code, err := daemon.Forward(cmd.Context(), daemon.Socket(daemon.RunDir(abs)), daemon.Request{Args: args, Cwd: cwd}, in, out, errf)
-			if err != nil {
-				return fmt.Errorf("stop daemon (pid %d): %w", pid, err)
-			}
-			if code != 0 {
-				return &exitError{code: code}
-			}
-			for i := 0; i < 600; i++ {
-				if syscall.Kill(pid, 0) != nil {
-					a.say("stopped daemon for %s (pid %d)", abs, pid)
-					return nil
-				}
-				if _, draining := daemon.Stopping(daemon.RunDir(abs)); draining {
-					return nil // the daemon said what it waits for
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			return fmt.Errorf("daemon (pid %d) did not stop within 30s; see %s", pid, daemon.LogFile(daemon.RunDir(abs)))
+			return a.runDaemonStop(cmd.Context(), o)
 		},
 	}
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "sync and lazily unmount busy filesystems; serve them until they are released, then stop")
+	cmd.Flags().BoolVarP(&o.force, "force", "f", false, "sync and lazily unmount busy filesystems; serve them until they are released, then stop")
 	return cmd
+}
+
+func (a *app) runDaemonStop(ctx context.Context, o *daemonStopOptions) error {
+	if a.daemon != nil {
+		return a.stopHere(o.force)
+	}
+	abs, err := filepath.Abs(a.poolPath)
+	if err != nil {
+		return err
+	}
+	pid, ok := daemon.PID(daemon.RunDir(abs))
+	if !ok {
+		a.say("no daemon is running for %s", abs)
+		return nil
+	}
+	in, ok1 := a.in.(*os.File)
+	out, ok2 := a.out.(*os.File)
+	errf, ok3 := a.err.(*os.File)
+	if !ok1 || !ok2 || !ok3 {
+		return fmt.Errorf("daemon stop needs the pool daemon, which an in-process call cannot reach")
+	}
+	args := []string{"--pool", abs, "daemon", "stop"}
+	if o.force {
+		args = append(args, "--force")
+	}
+	cwd, _ := os.Getwd()
+	code, err := daemon.Forward(ctx, daemon.Socket(daemon.RunDir(abs)), daemon.Request{Args: args, Cwd: cwd}, in, out, errf)
+	if err != nil {
+		return fmt.Errorf("stop daemon (pid %d): %w", pid, err)
+	}
+	if code != 0 {
+		return &exitError{code: code}
+	}
+	for i := 0; i < 600; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			a.say("stopped daemon for %s (pid %d)", abs, pid)
+			return nil
+		}
+		if _, draining := daemon.Stopping(daemon.RunDir(abs)); draining {
+			return nil // the daemon said what it waits for
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("daemon (pid %d) did not stop within 30s; see %s", pid, daemon.LogFile(daemon.RunDir(abs)))
 }
 
 // stopHere runs 'daemon stop' inside the daemon: it hands the request to
@@ -444,34 +470,43 @@ type daemonStatus struct {
 	Stopping string `json:"stopping"`
 }
 
-func (a *app) daemonStatusCmd() *cobra.Command {
+// daemonStatusOptions are the flags of 'daemon status' (none but the global
+// ones).
+type daemonStatusOptions struct{}
+
+func (a *app) newDaemonStatusCmd() *cobra.Command {
+	o := &daemonStatusOptions{}
 	return &cobra.Command{
 		Use:   "status",
 		Short: "Say whether the daemon runs, and what it has attached",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			abs, err := filepath.Abs(a.poolPath)
-			if err != nil {
-				return err
-			}
-			st := daemonStatus{Pool: abs, RunDir: daemon.RunDir(abs), Socket: daemon.Socket(daemon.RunDir(abs))}
-			st.PID, st.Running = daemon.PID(st.RunDir)
-			if st.Running {
-				st.Attached = daemon.AttachedLoops(st.RunDir)
-				st.Stopping, _ = daemon.Stopping(st.RunDir)
-			}
-			if a.json {
-				return a.printJSON(st)
-			}
-			if !st.Running {
-				fmt.Fprintf(a.out, "daemon for %s is not running\n", abs)
-				return &exitError{code: 3}
-			}
-			fmt.Fprintf(a.out, "daemon for %s is running (pid %d)\nrun directory: %s\nattached devices: %d\n", abs, st.PID, st.RunDir, st.Attached)
-			if st.Stopping != "" {
-				fmt.Fprintf(a.out, "stopping: it serves lazily unmounted filesystems until they are released: %s\n", st.Stopping)
-			}
-			return nil
+			return a.runDaemonStatus(cmd.Context(), o)
 		},
 	}
+}
+
+func (a *app) runDaemonStatus(_ context.Context, _ *daemonStatusOptions) error {
+	abs, err := filepath.Abs(a.poolPath)
+	if err != nil {
+		return err
+	}
+	st := daemonStatus{Pool: abs, RunDir: daemon.RunDir(abs), Socket: daemon.Socket(daemon.RunDir(abs))}
+	st.PID, st.Running = daemon.PID(st.RunDir)
+	if st.Running {
+		st.Attached = daemon.AttachedLoops(st.RunDir)
+		st.Stopping, _ = daemon.Stopping(st.RunDir)
+	}
+	if a.json {
+		return a.printJSON(st)
+	}
+	if !st.Running {
+		fmt.Fprintf(a.out, "daemon for %s is not running\n", abs)
+		return &exitError{code: 3}
+	}
+	fmt.Fprintf(a.out, "daemon for %s is running (pid %d)\nrun directory: %s\nattached devices: %d\n", abs, st.PID, st.RunDir, st.Attached)
+	if st.Stopping != "" {
+		fmt.Fprintf(a.out, "stopping: it serves lazily unmounted filesystems until they are released: %s\n", st.Stopping)
+	}
+	return nil
 }

@@ -22,14 +22,7 @@ func (a *app) newDeviceCmd() *cobra.Command {
 	}
 	cmd.AddCommand(a.newDeviceCreateCmd(), a.newDeviceLsCmd(), a.newDeviceInspectCmd(), a.newDeviceRmCmd(),
 		a.newDeviceResizeCmd(), a.newDeviceRenameCmd(), a.newDeviceImportCmd(), a.newDeviceExportCmd(), a.newDeviceDiffCmd())
-	for _, c := range a.deviceBlockCmds() { // attach, detach, mount, umount
-		rest := cobra.ShellCompDirectiveNoFileComp
-		if c.Name() == "mount" {
-			rest = cobra.ShellCompDirectiveFilterDirs
-		}
-		c.ValidArgsFunction = a.completeNames("device", 1, rest)
-		cmd.AddCommand(c)
-	}
+	cmd.AddCommand(a.newDeviceAttachCmd(), a.newDeviceDetachCmd(), a.newDeviceMountCmd(), a.newDeviceUmountCmd())
 	return cmd
 }
 

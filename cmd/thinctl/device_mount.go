@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -10,51 +11,87 @@ import (
 	"github.com/thinpool/thinpool/volumes"
 )
 
-func (a *app) deviceBlockCmds() []*cobra.Command {
-	var ro bool
-	attach := &cobra.Command{
+// deviceAttachOptions are the argument and flag of 'device attach'.
+type deviceAttachOptions struct {
+	name     string
+	readOnly bool
+}
+
+func (a *app) newDeviceAttachCmd() *cobra.Command {
+	o := &deviceAttachOptions{}
+	cmd := &cobra.Command{
 		Use: "attach NAME", Annotations: map[string]string{annObjects: "device:1"},
 		Short: "Serve a device as a loop device (/dev/loopN); starts the daemon if needed",
 		Example: `  dev=$(thinctl device attach web)
   mkfs.ext4 $dev`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeNames("device", 1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, err := a.host()
-			if err != nil {
-				return err
-			}
-			at, err := h.Attach(args[0], ro)
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(attachmentView(at))
-			}
-			fmt.Fprintln(a.out, at.Loop)
-			return nil
+			o.name = args[0]
+			return a.runDeviceAttach(cmd.Context(), o)
 		},
 	}
-	attach.Flags().BoolVar(&ro, "readonly", false, "attach read-only (read-only snapshots always are)")
+	cmd.Flags().BoolVar(&o.readOnly, "readonly", false, "attach read-only (read-only snapshots always are)")
+	return cmd
+}
 
-	detach := &cobra.Command{
-		Use:   "detach NAME|/dev/loopN",
-		Short: "Stop serving a device as a loop device",
-		Args:  cobra.ExactArgs(1),
+func (a *app) runDeviceAttach(_ context.Context, o *deviceAttachOptions) error {
+	h, err := a.host()
+	if err != nil {
+		return err
+	}
+	at, err := h.Attach(o.name, o.readOnly)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(attachmentView(at))
+	}
+	fmt.Fprintln(a.out, at.Loop)
+	return nil
+}
+
+// deviceDetachOptions are the argument of 'device detach'.
+type deviceDetachOptions struct {
+	target string // a device name or /dev/loopN
+}
+
+func (a *app) newDeviceDetachCmd() *cobra.Command {
+	o := &deviceDetachOptions{}
+	return &cobra.Command{
+		Use:               "detach NAME|/dev/loopN",
+		Short:             "Stop serving a device as a loop device",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeNames("device", 1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if a.daemon == nil { // no daemon runs, so nothing is attached
-				return volumes.NotAttached(args[0])
-			}
-			if err := a.daemon.Host().Detach(args[0]); err != nil {
-				return err
-			}
-			a.say("Detached %s", args[0])
-			return nil
+			o.target = args[0]
+			return a.runDeviceDetach(cmd.Context(), o)
 		},
 	}
+}
 
-	var mkfs, opts string
-	var mro bool
-	mount := &cobra.Command{
+func (a *app) runDeviceDetach(_ context.Context, o *deviceDetachOptions) error {
+	if a.daemon == nil { // no daemon runs, so nothing is attached
+		return volumes.NotAttached(o.target)
+	}
+	if err := a.daemon.Host().Detach(o.target); err != nil {
+		return err
+	}
+	a.say("Detached %s", o.target)
+	return nil
+}
+
+// deviceMountOptions are the arguments and flags of 'device mount'.
+type deviceMountOptions struct {
+	name, dir string
+	mkfs      string // ext4 or xfs: make it if the device has no filesystem
+	readOnly  bool
+	options   string // as for mount -o
+}
+
+func (a *app) newDeviceMountCmd() *cobra.Command {
+	o := &deviceMountOptions{}
+	cmd := &cobra.Command{
 		Use: "mount NAME DIR", Annotations: map[string]string{annObjects: "device:1"},
 		Short: "Attach a device if needed, make a filesystem on first use (--mkfs), and mount it",
 		Long: `Attach the device if needed and mount its filesystem at DIR (created if
@@ -65,52 +102,72 @@ how much it cost. A device that already has a filesystem is never
 reformatted.`,
 		Example: `  thinctl device mount web /mnt/web --mkfs ext4
   thinctl device mount web-snap /mnt/snap --readonly`,
-		Args: cobra.ExactArgs(2),
+		Args:              cobra.ExactArgs(2),
+		ValidArgsFunction: a.completeNames("device", 1, cobra.ShellCompDirectiveFilterDirs),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			h, err := a.host()
-			if err != nil {
-				return err
-			}
-			res, err := h.MountDevice(args[0], a.abs(args[1]), daemon.MountOptions{Mkfs: mkfs, ReadOnly: mro, Options: opts})
-			if err != nil {
-				return err
-			}
-			if a.json {
-				return a.printJSON(deviceMountView(res))
-			}
-			if res.Formatted {
-				a.say("Made %s on %q (%s): it cost %s of pool", res.FSType, args[0], res.Loop, formatSize(res.MkfsCost))
-			}
-			a.say("Mounted %q (%s, %s) at %s", args[0], res.Loop, res.FSType, res.MountDir)
-			return nil
+			o.name, o.dir = args[0], args[1]
+			return a.runDeviceMount(cmd.Context(), o)
 		},
 	}
-	mount.Flags().StringVar(&mkfs, "mkfs", "", "make this filesystem (ext4 or xfs) if the device has none")
-	mount.Flags().BoolVar(&mro, "readonly", false, "mount read-only")
-	mount.Flags().StringVarP(&opts, "options", "o", "", "mount options, as for mount -o")
+	f := cmd.Flags()
+	f.StringVar(&o.mkfs, "mkfs", "", "make this filesystem (ext4 or xfs) if the device has none")
+	f.BoolVar(&o.readOnly, "readonly", false, "mount read-only")
+	f.StringVarP(&o.options, "options", "o", "", "mount options, as for mount -o")
+	return cmd
+}
 
-	umount := &cobra.Command{
-		Use:     "umount DIR|NAME",
-		Aliases: []string{"unmount"},
-		Short:   "Unmount a device's filesystem and detach it",
-		Args:    cobra.ExactArgs(1),
+func (a *app) runDeviceMount(_ context.Context, o *deviceMountOptions) error {
+	h, err := a.host()
+	if err != nil {
+		return err
+	}
+	res, err := h.MountDevice(o.name, a.abs(o.dir), daemon.MountOptions{Mkfs: o.mkfs, ReadOnly: o.readOnly, Options: o.options})
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return a.printJSON(deviceMountView(res))
+	}
+	if res.Formatted {
+		a.say("Made %s on %q (%s): it cost %s of pool", res.FSType, o.name, res.Loop, formatSize(res.MkfsCost))
+	}
+	a.say("Mounted %q (%s, %s) at %s", o.name, res.Loop, res.FSType, res.MountDir)
+	return nil
+}
+
+// deviceUmountOptions are the argument of 'device umount'.
+type deviceUmountOptions struct {
+	target string // a mount point, a device name or /dev/loopN
+}
+
+func (a *app) newDeviceUmountCmd() *cobra.Command {
+	o := &deviceUmountOptions{}
+	return &cobra.Command{
+		Use:               "umount DIR|NAME",
+		Aliases:           []string{"unmount"},
+		Short:             "Unmount a device's filesystem and detach it",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeNames("device", 1, cobra.ShellCompDirectiveNoFileComp),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if a.daemon == nil { // no daemon runs, so nothing is mounted
-				return volumes.NotMounted(args[0])
-			}
-			h := a.daemon.Host()
-			key := args[0]
-			if strings.Contains(key, "/") || key == "." || key == ".." {
-				key = a.abs(key) // a directory or /dev/loopN, not a device name
-			}
-			if err := h.Umount(key); err != nil {
-				return err
-			}
-			a.say("Unmounted and detached %s", args[0])
-			return nil
+			o.target = args[0]
+			return a.runDeviceUmount(cmd.Context(), o)
 		},
 	}
-	return []*cobra.Command{attach, detach, mount, umount}
+}
+
+func (a *app) runDeviceUmount(_ context.Context, o *deviceUmountOptions) error {
+	if a.daemon == nil { // no daemon runs, so nothing is mounted
+		return volumes.NotMounted(o.target)
+	}
+	key := o.target
+	if strings.Contains(key, "/") || key == "." || key == ".." {
+		key = a.abs(key) // a directory or /dev/loopN, not a device name
+	}
+	if err := a.daemon.Host().Umount(key); err != nil {
+		return err
+	}
+	a.say("Unmounted and detached %s", o.target)
+	return nil
 }
 
 // attachmentJSON is the JSON of 'device attach'.

@@ -16,8 +16,7 @@
 // Each command is an options struct (its arguments and flags), a
 // constructor newNounVerbCmd that binds the flags to it, and a plain run
 // function runNounVerb(ctx, o) that does the work, as kind's and bbolt's
-// commands are (the daemon and block device commands in daemon.go and
-// device_mount.go are not yet). Output follows the conventions in output.go.
+// commands are. Output follows the conventions in output.go.
 package main
 
 import (

@@ -133,7 +133,7 @@ Growing takes +SIZE as lvextend -L +1G does: 'pool grow --size +10G',
 	pf.BoolVar(&a.json, "json", false, "print JSON instead of tables")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "print only what scripts need; no progress bars")
 	pf.StringVar(&a.runBase, "run-dir", "", "where pool daemons keep their sockets, FUSE mounts, pid and log files (env "+daemon.RunBaseEnv+"; default "+daemon.DefaultRunBase+")")
-	root.AddCommand(a.newPoolCmd(), a.newDeviceCmd(), a.newSnapshotCmd(), a.newVersionCmd(), a.daemonCmd())
+	root.AddCommand(a.newPoolCmd(), a.newDeviceCmd(), a.newSnapshotCmd(), a.newVersionCmd(), a.newDaemonCmd())
 	root.AddCommand(a.newImageCmd(), a.newContainerCmd(), a.newVolumeCmd(), a.newInfoCmd())
 	root.AddCommand(a.newBenchCmd(), a.newDocsCmd())
 	// Made now, not at Execute, so that requireSubcommand sees it; it keeps
