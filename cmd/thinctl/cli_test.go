@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -288,7 +289,7 @@ func TestListingOffline(t *testing.T) {
 	if _, errOut, _ := thinctl(t, pool, "volume", "inspect", "nosuch"); !strings.Contains(errOut, `volume "nosuch" not found`) {
 		t.Errorf("volume inspect nosuch: %q", errOut)
 	}
-	if _, errOut, code := thinctl(t, pool, "volume", "prune", "-f"); code == 0 || !strings.Contains(errOut, "needs the pool daemon") {
+	if _, errOut, code := thinctl(t, pool, "volume", "prune", "-f"); code != exitUnavailable || !strings.Contains(errOut, "needs the pool daemon") {
 		t.Errorf("volume prune in-process: exit %d: %q", code, errOut)
 	}
 }
@@ -359,5 +360,58 @@ func TestExitCodes(t *testing.T) {
 		if got := exitCode(tc.err); got != tc.code {
 			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.code)
 		}
+	}
+}
+
+// TestDaemonUnavailable: a command that needs the pool daemon and cannot
+// reach it exits 10 (unavailable) with one line saying so: in-process
+// calls, which have no files to hand a daemon, and the manager and host of
+// an app that runs outside a daemon.
+func TestDaemonUnavailable(t *testing.T) {
+	pool := newPool(t, "1G")
+	t.Setenv(daemon.RunBaseEnv, t.TempDir())
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"device", "attach", "web"}, "thinctl: thinctl device attach needs the pool daemon, which an in-process call cannot reach\n"},
+		{[]string{"device", "mount", "web", t.TempDir()}, "thinctl: thinctl device mount needs the pool daemon, which an in-process call cannot reach\n"},
+		{[]string{"volume", "create", "v"}, "thinctl: thinctl volume create needs the pool daemon, which an in-process call cannot reach\n"},
+	}
+	for _, tc := range tests {
+		if _, errOut, code := thinctl(t, pool, tc.args...); code != exitUnavailable || errOut != tc.want {
+			t.Errorf("thinctl %s: exit %d, %q; want %d, %q", strings.Join(tc.args, " "), code, errOut, exitUnavailable, tc.want)
+		}
+	}
+
+	// 'daemon stop' with a daemon that runs (a pid file naming a live
+	// process, a socket that answers) but no files to forward to it.
+	abs, err := filepath.Abs(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDir := daemon.RunDir(abs)
+	if err := os.MkdirAll(runDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(runDir, "pid"), []byte(fmt.Sprintln(os.Getpid())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := daemon.Listen(daemon.Socket(runDir), func(context.Context, daemon.Request, *os.File, *os.File, *os.File) int { return 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	want := "thinctl: daemon stop needs the pool daemon, which an in-process call cannot reach\n"
+	if _, errOut, code := thinctl(t, pool, "daemon", "stop"); code != exitUnavailable || errOut != want {
+		t.Errorf("daemon stop: exit %d, %q; want %d, %q", code, errOut, exitUnavailable, want)
+	}
+
+	a := &app{poolPath: pool}
+	if _, err := a.manager(); exitCode(err) != exitUnavailable {
+		t.Errorf("manager outside the daemon: %v, exit %d", err, exitCode(err))
+	}
+	if _, err := a.host(); exitCode(err) != exitUnavailable {
+		t.Errorf("host outside the daemon: %v, exit %d", err, exitCode(err))
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/thinpool/thinpool/daemon"
+	"github.com/thinpool/thinpool/errdefs"
 	"github.com/thinpool/thinpool/thinpool"
 	"github.com/thinpool/thinpool/volumes"
 )
@@ -135,7 +136,7 @@ func (a *app) forward(cmd *cobra.Command, args []string) error {
 	errf, ok3 := a.err.(*os.File)
 	if !ok1 || !ok2 || !ok3 {
 		if needsDaemon(cmd) {
-			return fmt.Errorf("%s needs the pool daemon, which an in-process call cannot reach", cmd.CommandPath())
+			return errdefs.Newf(errdefs.ErrUnavailable, "%s needs the pool daemon, which an in-process call cannot reach", cmd.CommandPath())
 		}
 		return nil // in-process (tests): run here
 	}
@@ -181,7 +182,7 @@ func (a *app) manager() (*volumes.Manager, error) {
 		return a.daemon.Manager(), nil
 	}
 	if !a.offline {
-		return nil, fmt.Errorf("this command needs the pool daemon")
+		return nil, errdefs.Newf(errdefs.ErrUnavailable, "this command needs the pool daemon")
 	}
 	if a.offlinePool == nil {
 		p, err := thinpool.Open(a.poolPath)
@@ -197,7 +198,7 @@ func (a *app) manager() (*volumes.Manager, error) {
 // use it are forwarded to the daemon (see needsDaemon).
 func (a *app) host() (*daemon.Host, error) {
 	if a.daemon == nil {
-		return nil, fmt.Errorf("this command needs the pool daemon")
+		return nil, errdefs.Newf(errdefs.ErrUnavailable, "this command needs the pool daemon")
 	}
 	return a.daemon.Host(), nil
 }
@@ -247,7 +248,7 @@ func (a *app) newDaemonRunCmd() *cobra.Command {
 
 func (a *app) runDaemonRun(_ context.Context, _ *daemonRunOptions) error {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("the pool daemon must run as root (it mounts FUSE and attaches loop devices)")
+		return errdefs.Newf(errdefs.ErrPermission, "the pool daemon must run as root (it mounts FUSE and attaches loop devices)")
 	}
 	abs, err := filepath.Abs(a.poolPath)
 	if err != nil {
@@ -342,7 +343,7 @@ func (a *app) runDaemonStart(_ context.Context, _ *daemonStartOptions) error {
 // waits until it answers on its socket.
 func (a *app) startDaemon(abs string) error {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("attaching devices needs root: the pool daemon mounts FUSE and attaches loop devices")
+		return errdefs.Newf(errdefs.ErrPermission, "attaching devices needs root: the pool daemon mounts FUSE and attaches loop devices")
 	}
 	if err := statPool(abs); err != nil {
 		return err
@@ -416,7 +417,7 @@ func (a *app) runDaemonStop(ctx context.Context, o *daemonStopOptions) error {
 	out, ok2 := a.out.(*os.File)
 	errf, ok3 := a.err.(*os.File)
 	if !ok1 || !ok2 || !ok3 {
-		return fmt.Errorf("daemon stop needs the pool daemon, which an in-process call cannot reach")
+		return errdefs.Newf(errdefs.ErrUnavailable, "daemon stop needs the pool daemon, which an in-process call cannot reach")
 	}
 	args := []string{"--pool", abs, "daemon", "stop"}
 	if o.force {

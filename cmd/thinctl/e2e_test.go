@@ -1,11 +1,15 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/thinpool/thinpool/daemon"
 )
 
 // buildThinctl builds the real binary into a temp dir.
@@ -69,6 +73,47 @@ func TestEndToEndBinary(t *testing.T) {
 		}
 		if tc.code != 0 && strings.Count(stderr.String(), "\n") != 1 {
 			t.Errorf("thinctl %v: error is not one line: %q", tc.args, stderr.String())
+		}
+	}
+}
+
+// TestNotRoot: run by a user other than root, the commands that would run
+// the pool daemon refuse with one line and exit 9 (permission denied).
+func TestNotRoot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("runs the binary as nobody: needs root")
+	}
+	bin := buildThinctl(t)
+	// nobody must reach the binary: open up the directories above it.
+	for dir := filepath.Dir(bin); dir != os.TempDir() && dir != "/"; dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool := filepath.Join(t.TempDir(), "pool.img")
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"daemon", "run"}, "thinctl: the pool daemon must run as root (it mounts FUSE and attaches loop devices)\n"},
+		{[]string{"daemon", "start"}, "thinctl: attaching devices needs root: the pool daemon mounts FUSE and attaches loop devices\n"},
+	}
+	for _, tc := range tests {
+		cmd := exec.Command(bin, append([]string{"--pool", pool}, tc.args...)...)
+		cmd.Env = append(os.Environ(), daemon.RunBaseEnv+"="+t.TempDir())
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("thinctl %v as nobody: %v", tc.args, err)
+		}
+		if ee.ExitCode() != exitPermission || stderr.String() != tc.want {
+			t.Errorf("thinctl %v as nobody: exit %d, %q; want %d, %q", tc.args, ee.ExitCode(), stderr.String(), exitPermission, tc.want)
 		}
 	}
 }

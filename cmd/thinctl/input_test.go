@@ -171,9 +171,9 @@ func TestImageReferences(t *testing.T) {
 	// Valid references pass the check: what stops them here is only that
 	// an in-process call cannot reach the pool daemon.
 	for _, ref := range []string{"alpine", "alpine:3.20", "docker.io/library/alpine:3.20", "localhost:5000/app:v2", "my_app.x-y:1.0-rc1"} {
-		_, errOut, _ := thinctl(t, pool, "image", "import", "x.tar", "--name", ref)
-		if !strings.Contains(errOut, "needs the pool daemon") {
-			t.Errorf("--name %s: %q, want it to pass the name check", ref, errOut)
+		_, errOut, code := thinctl(t, pool, "image", "import", "x.tar", "--name", ref)
+		if code != exitUnavailable || !strings.Contains(errOut, "needs the pool daemon") {
+			t.Errorf("--name %s: exit %d, %q, want it to pass the name check", ref, code, errOut)
 		}
 	}
 }
