@@ -147,6 +147,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return errors.Join(err, d.close(), d.pool.Close())
 	}
 	d.l = l
+	// Started: an error from now on is not one at start (ReportStartError),
+	// and the processes the daemon runs do not inherit the request.
+	_ = os.Unsetenv(startErrorEnv)
 	_ = os.WriteFile(d.pidFile(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 	d.logf("serving %s (run directory %s, pid %d)", d.pool.Path(), d.runDir, os.Getpid())
 	done := ctx.Done()

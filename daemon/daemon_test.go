@@ -59,6 +59,8 @@ func TestRunStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	runDir := filepath.Join(dir, "run")
+	report := filepath.Join(dir, "start-error")
+	t.Setenv(startErrorEnv, report) // as if Spawn started this daemon
 	d, err := New(p, Options{RunDir: runDir, Logf: t.Logf})
 	if err != nil {
 		p.Close()
@@ -76,6 +78,9 @@ func TestRunStop(t *testing.T) {
 	}
 	if pid, ok := PID(runDir); !ok || pid != os.Getpid() {
 		t.Fatalf("PID = %d, %v", pid, ok)
+	}
+	if v, ok := os.LookupEnv(startErrorEnv); ok {
+		t.Fatalf("the serving daemon still has %s=%s: an error at shutdown would be taken for one at start", startErrorEnv, v)
 	}
 	if _, err := d.Manager().CreateVolume("v", volumes.VolumeOptions{Size: 64 << 20}); err != nil {
 		t.Fatal(err)
@@ -112,6 +117,10 @@ func TestRunStop(t *testing.T) {
 	}
 	if held, err := d.Stop(false, "late"); held != nil || err != nil {
 		t.Fatalf("Stop after Run: %v, %v", held, err)
+	}
+	ReportStartError(errors.New("at shutdown"))
+	if _, err := os.Stat(report); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a daemon that served reported an error as one at start: %v", err)
 	}
 	if blockdev.IsMounted(mnt) {
 		t.Fatal("the mount outlived the daemon")

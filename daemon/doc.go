@@ -28,6 +28,8 @@
 // Each daemon keeps its socket, FUSE mount, pid file and log in its own run
 // directory, RunDir(pool), below RunBase (env THINPOOL_RUN_DIR, default
 // /run/thinpool), so that tests and independent daemons never share one.
+// Spawn starts a daemon in the background and waits until it answers; one
+// that exits at start hands it its error (ReportStartError, StartError).
 //
 // # Transport
 //

@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/thinpool/thinpool/blockdev"
+	"github.com/thinpool/thinpool/errdefs"
 )
 
 // The daemon process as other processes see it: its pid file, socket, log
-// and draining marker in the run directory.
+// and draining marker in the run directory, and, while Spawn waits for it,
+// the file it reports a failed start in.
 
 // LogFile is the daemon's log in a run directory.
 func LogFile(runDir string) string { return filepath.Join(runDir, "daemon.log") }
@@ -70,11 +72,58 @@ func AttachedLoops(runDir string) int {
 	return n
 }
 
+// startErrorEnv names the environment variable through which Spawn asks
+// the daemon it starts to leave the error it exits with in a file, the
+// path it holds; see ReportStartError.
+const startErrorEnv = "THINPOOL_START_ERROR_FILE"
+
+// ReportStartError hands err, the error the daemon process is about to exit
+// with before it serves, to the Spawn that started it, which returns it in
+// a *StartError. It does nothing in a daemon that Spawn did not start (as
+// systemd runs it), nor once Run listens: Run then drops the request, so
+// that an error at shutdown is not taken for one at start.
+func ReportStartError(err error) {
+	if path := os.Getenv(startErrorEnv); path != "" && err != nil {
+		_ = os.WriteFile(path, []byte(err.Error()), 0o600)
+	}
+}
+
+// StartError is returned by Spawn when the daemon exits before it answers.
+// It is of kind errdefs.ErrUnavailable.
+type StartError struct {
+	// Reason is the text of the error the daemon exited with, as it
+	// reported it (ReportStartError); "" if it reported none (it crashed or
+	// was killed).
+	Reason string
+	// ExitCode is the daemon process's exit code; -1 if a signal ended it.
+	ExitCode int
+	// Status is the process's end as os.ProcessState says it: "exit status
+	// 2", "signal: killed".
+	Status string
+	// Log is the daemon's log file; "" if it went with the run directory.
+	Log string
+}
+
+func (e *StartError) Error() string {
+	switch {
+	case e.Reason != "":
+		return "the daemon exited at start: " + e.Reason
+	case e.Log != "":
+		return fmt.Sprintf("the daemon exited at start (%s) without saying why; see %s", e.Status, e.Log)
+	}
+	return fmt.Sprintf("the daemon exited at start (%s) without saying why", e.Status)
+}
+
+// Is makes a StartError match errdefs.ErrUnavailable.
+func (e *StartError) Is(target error) bool { return target == errdefs.ErrUnavailable }
+
 // Spawn runs argv (a command that runs the daemon in the foreground, as
 // 'thinctl daemon run') in the background in a session of its own,
 // logging to the run directory, and waits until the daemon answers. If it
-// exits at start and made is set (the caller made the run directory), the
-// run directory goes again: a failed start leaves nothing behind.
+// exits at start, Spawn returns a *StartError with the error the daemon
+// reported (ReportStartError); if made is set (the caller made the run
+// directory), the run directory goes then: a failed start leaves nothing
+// behind.
 func Spawn(runDir string, argv []string, made bool) error {
 	logPath := LogFile(runDir)
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -82,14 +131,22 @@ func Spawn(runDir string, argv []string, made bool) error {
 		return err
 	}
 	defer logf.Close()
+	reportf, err := os.CreateTemp(runDir, "start-error-")
+	if err != nil {
+		return err
+	}
+	report := reportf.Name()
+	reportf.Close()
+	defer os.Remove(report)
 	c := exec.Command(argv[0], argv[1:]...)
 	c.Stdout, c.Stderr = logf, logf
+	c.Env = append(os.Environ(), startErrorEnv+"="+report)
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := c.Start(); err != nil {
 		return fmt.Errorf("start daemon: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- c.Wait() }()
+	exited := make(chan struct{})
+	go func() { _ = c.Wait(); close(exited) }()
 	deadline := time.After(20 * time.Second)
 	for {
 		if Answers(runDir) {
@@ -104,22 +161,17 @@ func Spawn(runDir string, argv []string, made bool) error {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			err := fmt.Errorf("the daemon exited at start: %s", lastLine(logPath))
-			if made {
-				_ = RemoveRunDir(runDir)
+			reason, _ := os.ReadFile(report)
+			err := &StartError{Reason: string(reason), ExitCode: c.ProcessState.ExitCode(), Status: c.ProcessState.String(), Log: logPath}
+			if made && RemoveRunDir(runDir) == nil {
+				err.Log = ""
 			}
 			return err
 		case <-deadline:
-			return fmt.Errorf("the daemon did not answer within 20s (log: %s)", logPath)
+			return reasonf(errdefs.ErrUnavailable, "the daemon did not answer within 20s (log: %s)", logPath)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-func lastLine(path string) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return strings.TrimPrefix(lines[len(lines)-1], "thinctl: ")
 }
 
 // ReapStuck frees a killed daemon that cannot exit: its main thread is a

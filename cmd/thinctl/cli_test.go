@@ -350,6 +350,9 @@ func TestExitCodes(t *testing.T) {
 		{errdefs.Newf(errdefs.ErrPermission, "pool %s: permission denied", pool), exitPermission},
 		{&fs.PathError{Op: "open", Path: "/dev/loop0", Err: syscall.EACCES}, exitPermission},
 		{fmt.Errorf("pool daemon for %s: %w", pool, daemon.ErrNoDaemon), exitUnavailable},
+		{&daemon.StartError{Reason: "boom", ExitCode: exitFailure}, exitUnavailable},
+		{errdefs.Newf(errdefs.ErrCorrupt, "%w", &daemon.StartError{Reason: "pool x is corrupt", ExitCode: exitCorrupt}), exitCorrupt},
+		{errdefs.Newf(errdefs.ErrPermission, "the pool daemon must run as root"), exitPermission},
 		{&fs.PathError{Op: "open", Path: "x.tar", Err: syscall.ENOENT}, exitNotFound},
 		{fmt.Errorf("write: %w", thinpool.ErrMetadataFull), exitNoSpace},
 		{&thinpool.CorruptionError{Off: -1, What: "x"}, exitCorrupt},
@@ -359,6 +362,18 @@ func TestExitCodes(t *testing.T) {
 	} {
 		if got := exitCode(tc.err); got != tc.code {
 			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.code)
+		}
+	}
+	// exitKind reads back the kind of a thinctl process's exit code (a
+	// daemon that exits at start).
+	for kind, code := range exitCodes {
+		if got := exitKind(code); got != kind {
+			t.Errorf("exitKind(%d) = %v, want %v", code, got, kind)
+		}
+	}
+	for _, code := range []int{0, exitFailure, 130, 143, -1} {
+		if got := exitKind(code); got != nil {
+			t.Errorf("exitKind(%d) = %v, want none", code, got)
 		}
 	}
 }

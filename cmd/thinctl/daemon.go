@@ -246,7 +246,10 @@ func (a *app) newDaemonRunCmd() *cobra.Command {
 	}
 }
 
-func (a *app) runDaemonRun(_ context.Context, _ *daemonRunOptions) error {
+func (a *app) runDaemonRun(_ context.Context, _ *daemonRunOptions) (err error) {
+	// Started by Spawn ('daemon start', a command that needs the daemon),
+	// it hands its error back to the command that waits for it.
+	defer func() { daemon.ReportStartError(err) }()
 	if os.Geteuid() != 0 {
 		return errdefs.Newf(errdefs.ErrPermission, "the pool daemon must run as root (it mounts FUSE and attaches loop devices)")
 	}
@@ -358,12 +361,23 @@ func (a *app) startDaemon(abs string) error {
 }
 
 // spawnDaemon runs 'thinctl daemon run' in the background (daemon.Spawn).
+// If the daemon exits at start, the error says why, as the daemon reported
+// it (daemon.StartError).
 func (a *app) spawnDaemon(abs, runDir string, made bool) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	return daemon.Spawn(runDir, []string{self, "--pool", abs, "daemon", "run"}, made)
+	err = daemon.Spawn(runDir, []string{self, "--pool", abs, "daemon", "run"}, made)
+	// The daemon exited with the code of its error's kind (a corrupt pool,
+	// one locked by another process): the error here gets that kind too.
+	var start *daemon.StartError
+	if errors.As(err, &start) {
+		if kind := exitKind(start.ExitCode); kind != nil {
+			return errdefs.Newf(kind, "%w", err)
+		}
+	}
+	return err
 }
 
 // daemonStopOptions are the flags of 'daemon stop'.

@@ -48,6 +48,17 @@ pool locked), 6 refused in its state (read-only device, failed pool),
 9 permission denied (not root), 10 pool daemon unavailable,
 130/143 interrupted by SIGINT/SIGTERM.`
 
+// exitKind is the kind whose exit code is code, or nil for none: the kind
+// of the error a thinctl process exited with.
+func exitKind(code int) error {
+	for kind, c := range exitCodes {
+		if c == code {
+			return kind
+		}
+	}
+	return nil
+}
+
 // exitCode is the exit code for err: that of its kind, or of a missing
 // or forbidden file, else exitFailure.
 func exitCode(err error) int {
