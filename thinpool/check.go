@@ -66,13 +66,13 @@ func (p *Pool) checkDevices(r *CheckReport) *extent.RefCounts {
 		if err := d.meta.validate(); err != nil {
 			r.errorf("device %d: %v", id, err)
 		}
-		entries += d.m.Len()
+		entries += d.mem().Len()
 		metaBytes += d.meta.encodedSize()
 		devBlocks := p.st.devBlocks(d)
 		var prev extent.Mapping
 		var blocks uint64
 		first := true
-		d.m.Ascend(func(m extent.Mapping) bool {
+		d.mem().Ascend(func(m extent.Mapping) bool {
 			switch {
 			case m.Len == 0:
 				r.errorf("device %d: empty mapping at %d", id, m.V)
@@ -92,7 +92,7 @@ func (p *Pool) checkDevices(r *CheckReport) *extent.RefCounts {
 		if blocks != d.m.Blocks() {
 			r.errorf("device %d: mapped block count %d, counted %d", id, d.m.Blocks(), blocks)
 		}
-		r.Mappings += d.m.Len()
+		r.Mappings += d.mem().Len()
 	}
 	if len(p.st.names) != len(p.st.devs) {
 		r.errorf("%d names for %d devices", len(p.st.names), len(p.st.devs))
@@ -118,7 +118,7 @@ func (p *Pool) checkRefs(r *CheckReport, computed *extent.RefCounts) {
 			r.errorf("blocks %d+%d: %d references, %d mappings point at them", run.P, run.Len, run.Count, want)
 		}
 	}
-	p.st.refs.Ascend(func(run extent.RefRun) bool {
+	p.st.memRefs().Ascend(func(run extent.RefRun) bool {
 		computed.Runs(run.P, run.Len, func(c extent.RefRun) bool {
 			compare(extent.RefRun{P: c.P, Len: c.Len, Count: run.Count}, c.Count)
 			return true
@@ -126,7 +126,7 @@ func (p *Pool) checkRefs(r *CheckReport, computed *extent.RefCounts) {
 		return true
 	})
 	computed.Ascend(func(c extent.RefRun) bool {
-		p.st.refs.Runs(c.P, c.Len, func(s extent.RefRun) bool {
+		p.st.memRefs().Runs(c.P, c.Len, func(s extent.RefRun) bool {
 			if s.Count == 0 {
 				compare(s, c.Count)
 			}
@@ -142,7 +142,7 @@ func (p *Pool) checkFree(r *CheckReport) {
 	var inFlight uint64
 	for _, run := range append(append([]extent.Run(nil), p.pending...), p.committed...) {
 		inFlight += run.Len
-		p.st.refs.Runs(run.P, run.Len, func(c extent.RefRun) bool {
+		p.st.memRefs().Runs(run.P, run.Len, func(c extent.RefRun) bool {
 			if c.Count > 0 {
 				r.errorf("blocks %d+%d are freed but still referenced", c.P, c.Len)
 			}
@@ -153,7 +153,7 @@ func (p *Pool) checkFree(r *CheckReport) {
 		if uint64(run.End()) > p.st.nrBlocks {
 			r.errorf("free blocks %d+%d past the end of the data area", run.P, run.Len)
 		}
-		p.st.refs.Runs(run.P, run.Len, func(c extent.RefRun) bool {
+		p.st.memRefs().Runs(run.P, run.Len, func(c extent.RefRun) bool {
 			if c.Count > 0 {
 				r.errorf("blocks %d+%d are both free and referenced", c.P, c.Len)
 			}
@@ -161,7 +161,7 @@ func (p *Pool) checkFree(r *CheckReport) {
 		})
 		return true
 	})
-	used, free := p.st.refs.Used(), p.free.Blocks()
+	used, free := p.st.memRefs().Used(), p.free.Blocks()
 	if used+free+inFlight+p.reserved != p.st.nrBlocks {
 		r.errorf("space accounting: %d used + %d free + %d awaiting commit + %d in flight != %d blocks",
 			used, free, inFlight, p.reserved, p.st.nrBlocks)
@@ -217,13 +217,13 @@ func (p *Pool) Repair() (*CheckReport, error) {
 	p.mu.Lock()
 	computed := extent.NewRefCounts()
 	for _, d := range p.st.devs {
-		d.m.Ascend(func(m extent.Mapping) bool {
+		d.mem().Ascend(func(m extent.Mapping) bool {
 			computed.Inc(m.P, m.Len)
 			return true
 		})
 	}
 	var freed []extent.Run
-	p.st.refs.Ascend(func(run extent.RefRun) bool {
+	p.st.memRefs().Ascend(func(run extent.RefRun) bool {
 		computed.Runs(run.P, run.Len, func(c extent.RefRun) bool {
 			if c.Count == 0 {
 				freed = append(freed, extent.Run{P: c.P, Len: c.Len})
@@ -232,7 +232,7 @@ func (p *Pool) Repair() (*CheckReport, error) {
 		})
 		return true
 	})
-	if grow := (computed.Len() - p.st.refs.Len()) * refRunSize; grow > 0 {
+	if grow := (computed.Len() - p.st.memRefs().Len()) * refRunSize; grow > 0 {
 		if err := p.admit(grow); err != nil {
 			p.mu.Unlock()
 			p.ioGate.Unlock()
@@ -240,7 +240,7 @@ func (p *Pool) Repair() (*CheckReport, error) {
 			return r, err
 		}
 	}
-	p.st.refs = computed
+	p.st.refs = memCounts{computed}
 	p.pending = append(p.pending, freed...)
 	p.mu.Unlock()
 	p.ioGate.Unlock()

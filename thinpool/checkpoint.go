@@ -19,9 +19,9 @@ type ckptImage struct {
 }
 
 func (s *state) image(generation uint64) *ckptImage {
-	img := &ckptImage{generation: generation, tid: s.tid, nextID: s.nextID, refs: s.refs.Clone()}
+	img := &ckptImage{generation: generation, tid: s.tid, nextID: s.nextID, refs: s.memRefs().Clone()}
 	for _, d := range s.devs {
-		img.devs = append(img.devs, &device{meta: d.meta, m: d.m.Clone()})
+		img.devs = append(img.devs, &device{meta: d.meta, m: memMap{d.mem().Clone()}})
 	}
 	slices.SortFunc(img.devs, func(a, b *device) int { return int(a.meta.id) - int(b.meta.id) })
 	return img
@@ -31,8 +31,8 @@ func (img *ckptImage) encode() []byte {
 	e := encoder{b: make([]byte, ckptHeaderSize, 4096)}
 	for _, d := range img.devs {
 		d.meta.encode(&e)
-		e.u64(uint64(d.m.Len()))
-		d.m.Ascend(func(m extent.Mapping) bool {
+		e.u64(uint64(d.mem().Len()))
+		d.mem().Ascend(func(m extent.Mapping) bool {
 			e.u64(uint64(m.V))
 			e.u64(uint64(m.P))
 			e.u64(m.Len)
@@ -220,7 +220,7 @@ func decodeState(h ckptHeader, d *decoder, off int64, blockSize, nrBlocks uint64
 		if err := underRef(r.P, r.End(), r.Count); err != nil {
 			return nil, err
 		}
-		s.refs.Set(r.P, r.Len, r.Count)
+		s.memRefs().Set(r.P, r.Len, r.Count)
 		last = r
 	}
 	if err := underRef(last.End(), extent.PBlock(nrBlocks), 0); err != nil {
@@ -242,7 +242,7 @@ type coverage struct {
 func newCoverage(s *state) *coverage {
 	c := &coverage{starts: make([]extent.PBlock, 0, s.mapEntries), ends: make([]extent.PBlock, 0, s.mapEntries)}
 	for _, d := range s.devs {
-		d.m.Ascend(func(m extent.Mapping) bool {
+		d.mem().Ascend(func(m extent.Mapping) bool {
 			c.starts = append(c.starts, m.P)
 			c.ends = append(c.ends, m.PEnd())
 			return true
@@ -292,7 +292,7 @@ func decodeDevice(d *decoder, s *state) (*device, error) {
 	if err != nil {
 		return nil, err
 	}
-	dev := &device{meta: meta, m: extent.NewMap()}
+	dev := &device{meta: meta, m: newMemMap()}
 	n := d.u64()
 	if d.bad || n > uint64(d.remaining()/mappingSize) {
 		return nil, formatError("mapping count exceeds the checkpoint")
@@ -313,7 +313,7 @@ func decodeDevice(d *decoder, s *state) (*device, error) {
 		case i > 0 && m.V == last.End() && m.P == last.PEnd():
 			return nil, formatError("mappings not merged")
 		}
-		dev.m.AppendSorted(m) // order and merging checked above
+		dev.mem().AppendSorted(m) // order and merging checked above
 		last = m
 	}
 	return dev, nil

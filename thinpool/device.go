@@ -144,7 +144,7 @@ func (p *Pool) create(kind opKind, meta *devMeta, origin *device) (*Thin, error)
 			return nil, errdefs.Newf(ErrNotFound, "origin %q not found", origin.meta.name)
 		}
 		meta.origin, meta.size = origin.meta.id, origin.meta.size
-		extra += origin.m.Len() * growSnapshot
+		extra += origin.mem().Len() * growSnapshot
 	}
 	if err := ValidateName(meta.name); err != nil {
 		p.mu.Unlock()
@@ -189,7 +189,7 @@ func (p *Pool) Delete(name string) error {
 	}
 	if err == nil {
 		// Dropping references can split reference runs (M1).
-		err = p.admit(d.m.Len()*growSegment - d.m.Len()*mappingSize - d.meta.encodedSize())
+		err = p.admit(d.mem().Len()*growSegment - d.mem().Len()*mappingSize - d.meta.encodedSize())
 	}
 	if err == nil {
 		err = p.applyLocked(op{kind: opDelete, dev: d.meta.id})
@@ -287,11 +287,14 @@ func (p *Pool) Mappings(name string) ([]extent.Mapping, error) {
 		p.mu.RUnlock()
 		return nil, err
 	}
-	out := make([]extent.Mapping, 0, d.m.Len())
-	d.m.Ascend(func(m extent.Mapping) bool {
+	var out []extent.Mapping
+	err = d.m.Ascend(func(m extent.Mapping) bool {
 		out = append(out, m)
 		return true
 	})
 	p.mu.RUnlock()
+	if err != nil {
+		return nil, err
+	}
 	return out, nil
 }

@@ -123,11 +123,13 @@ func (p *Pool) Diff(left, right string) ([]DiffRange, error) {
 		if err != nil {
 			return nil, err
 		}
-		ms := make([]extent.Mapping, 0, d.m.Len())
-		d.m.Ascend(func(m extent.Mapping) bool {
+		var ms []extent.Mapping
+		if err := d.m.Ascend(func(m extent.Mapping) bool {
 			ms = append(ms, m)
 			return true
-		})
+		}); err != nil {
+			return nil, err
+		}
 		lists[k] = ms
 	}
 	return diffMappings(lists[0], lists[1]), nil

@@ -67,7 +67,7 @@ func seedOps(p *Pool) []op {
 		ops = append(ops,
 			op{kind: opCreate, dev: id, meta: d.meta},
 			op{kind: opUpdate, dev: id, meta: d.meta})
-		d.m.Ascend(func(m extent.Mapping) bool {
+		d.mem().Ascend(func(m extent.Mapping) bool {
 			ops = append(ops, op{kind: opMap, dev: id, v: m.V, p: m.P, n: m.Len})
 			return true
 		})

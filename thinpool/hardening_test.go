@@ -354,10 +354,10 @@ func TestCheckInvariantsPanics(t *testing.T) {
 	mustWrite(t, d, pattern(1, 4096), 0)
 	p.mu.Lock()
 	p.checkInvariants() // a sound state: no panic
-	ms, _ := p.st.devs[d.d.meta.id].m.Last()
-	p.st.refs.Set(ms.P, ms.Len, 0)
+	ms, _ := p.st.devs[d.d.meta.id].mem().Last()
+	p.st.memRefs().Set(ms.P, ms.Len, 0)
 	defer func() {
-		p.st.refs.Set(ms.P, ms.Len, 1)
+		p.st.memRefs().Set(ms.P, ms.Len, 1)
 		p.mu.Unlock()
 		if recover() == nil {
 			t.Fatal("checkInvariants did not panic on a block mapped without a reference")

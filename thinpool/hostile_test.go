@@ -234,7 +234,7 @@ func TestOpenRefTable(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tc.edit(st.refs)
+			tc.edit(st.memRefs())
 			if !rewriteCheckpoint(t, f, *sb, st.image(gen).encode()) {
 				t.Fatal("checkpoint does not fit")
 			}
@@ -348,9 +348,9 @@ func TestSnapshotCountOverflow(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := st.names["a"]
-	m, _ := d.m.Find(0)
-	d.m.Insert(extent.Mapping{V: 2, P: m.P, Len: 1}, nil) // block m.P twice
-	st.refs.Set(m.P, 1, ^uint32(0)-1)
+	m, _ := d.mem().Find(0)
+	d.mem().Insert(extent.Mapping{V: 2, P: m.P, Len: 1}, nil) // block m.P twice
+	st.memRefs().Set(m.P, 1, ^uint32(0)-1)
 	if !rewriteCheckpoint(t, f, *sb, st.image(gen).encode()) {
 		t.Fatal("checkpoint does not fit")
 	}
@@ -364,7 +364,7 @@ func TestSnapshotCountOverflow(t *testing.T) {
 		}
 	})
 	p.mu.RLock()
-	got := p.st.refs.Get(m.P)
+	got := p.st.memRefs().Get(m.P)
 	p.mu.RUnlock()
 	if got != ^uint32(0)-1 {
 		t.Fatalf("refused snapshot left a count of %d", got)
@@ -450,7 +450,7 @@ func locate(t *testing.T, ck []byte, sb *superblock) *ckptFields {
 		off += d.meta.encodedSize()
 		lf.counts = append(lf.counts, off)
 		off += devHeaderSize
-		for range d.m.Len() {
+		for range d.mem().Len() {
 			lf.maps = append(lf.maps, off)
 			off += mappingSize
 		}

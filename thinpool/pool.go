@@ -230,7 +230,7 @@ func newPool(f File, sb *superblock, st *state, journalOff int64, replayFreed []
 			_ = p.free.Add(next, uint64(end-next))
 		}
 	}
-	st.refs.Ascend(func(r extent.RefRun) bool {
+	st.memRefs().Ascend(func(r extent.RefRun) bool {
 		add(r.P)
 		next = r.End()
 		return true

@@ -57,7 +57,7 @@ func (p *Pool) restore(devs []RestoreDevice, data io.ReaderAt) error {
 		return fmt.Errorf("%w: restored metadata needs %d bytes, the limit is %d", ErrMetadataFull, st.checkpointSize(), p.checkpointCap())
 	}
 	if data != nil {
-		if err := p.copyData(st.refs, data); err != nil {
+		if err := p.copyData(st.memRefs(), data); err != nil {
 			return err
 		}
 	}
@@ -66,7 +66,7 @@ func (p *Pool) restore(devs []RestoreDevice, data io.ReaderAt) error {
 	p.st = st
 	p.free = extent.NewFreeSpace()
 	var next extent.PBlock
-	st.refs.Ascend(func(r extent.RefRun) bool {
+	st.memRefs().Ascend(func(r extent.RefRun) bool {
 		_ = p.free.Add(next, uint64(r.P-next))
 		next = r.End()
 		return true
@@ -94,7 +94,7 @@ func restoreDevice(st *state, rd RestoreDevice) (*device, error) {
 	if _, ok := st.names[meta.name]; ok {
 		return nil, fmt.Errorf("%w: duplicate name", ErrExists)
 	}
-	d := &device{meta: meta, m: extent.NewMap()}
+	d := &device{meta: meta, m: newMemMap()}
 	devBlocks := st.devBlocks(d)
 	var last extent.Mapping
 	for i, m := range rd.Mappings {
@@ -108,8 +108,8 @@ func restoreDevice(st *state, rd RestoreDevice) (*device, error) {
 		case i > 0 && m.V < last.End():
 			return nil, invalidf("mapping %v overlaps or is out of order", m)
 		}
-		d.m.Insert(m, nil)
-		st.refs.Inc(m.P, m.Len)
+		d.mem().Insert(m, nil)
+		st.memRefs().Inc(m.P, m.Len)
 		last = m
 	}
 	return d, nil

@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
@@ -151,7 +152,7 @@ func validateLabels(labels map[string]string) error {
 // state that serialises writers against snapshots.
 type device struct {
 	meta *devMeta
-	m    *extent.Map
+	m    devMap
 
 	// wgate is held shared by every write, discard and write-zeroes for its
 	// whole duration, and exclusively by Snapshot and Delete of this device,
@@ -185,7 +186,7 @@ type state struct {
 	blockSize uint64
 	devs      map[DevID]*device
 	names     map[string]*device
-	refs      *extent.RefCounts
+	refs      blockCounts
 
 	// unshared, when not nil, collects every pool block that lost a
 	// reference in the open transaction (C2). Replay leaves it nil.
@@ -204,19 +205,19 @@ func newState(blockSize, nrBlocks uint64) *state {
 		nrBlocks:  nrBlocks,
 		devs:      map[DevID]*device{},
 		names:     map[string]*device{},
-		refs:      extent.NewRefCounts(),
+		refs:      newMemCounts(),
 	}
 }
 
 // checkpointSize is the size of the checkpoint that would hold s now.
 func (s *state) checkpointSize() int {
-	return ckptHeaderSize + s.metaBytes + len(s.devs)*8 + s.mapEntries*mappingSize + s.refs.Len()*refRunSize
+	return ckptHeaderSize + s.metaBytes + len(s.devs)*8 + s.mapEntries*mappingSize + s.memRefs().Len()*refRunSize
 }
 
 func (s *state) addDevice(d *device) {
 	s.devs[d.meta.id] = d
 	s.names[d.meta.name] = d
-	s.mapEntries += d.m.Len()
+	s.mapEntries += d.mem().Len()
 	s.metaBytes += d.meta.encodedSize()
 	if d.meta.id >= s.nextID {
 		s.nextID = d.meta.id + 1
@@ -255,7 +256,7 @@ func (s *state) apply(o *op, freed func(extent.Run)) error {
 		s.metaBytes -= d.meta.encodedSize()
 		delete(s.devs, d.meta.id)
 		delete(s.names, d.meta.name)
-		d.m = extent.NewMap()
+		d.m = newMemMap()
 		d.deleted = true
 		return nil
 	}
@@ -276,36 +277,51 @@ func (s *state) mutableDevice(id DevID) (*device, error) {
 // reference to drop, so on error nothing has changed.
 func (s *state) remap(d *device, v extent.VBlock, n uint64, ins *extent.Mapping, freed func(extent.Run)) error {
 	if ins != nil {
-		before := d.m.Len()
-		if d.m.InsertIfHole(*ins) { // nothing mapped before: no references to drop
-			s.refs.Inc(ins.P, ins.Len)
-			s.mapEntries += d.m.Len() - before
+		before := d.mem().Len()
+		hole, err := d.m.InsertIfHole(*ins)
+		if err != nil {
+			return err
+		}
+		if hole { // nothing mapped before: no references to drop
+			if err := s.refs.Inc(ins.P, ins.Len); err != nil {
+				return err
+			}
+			s.mapEntries += d.mem().Len() - before
 			return nil
 		}
 	}
 	var old []extent.Segment
 	bad := false
-	d.m.Lookup(v, n, func(seg extent.Segment) bool {
+	var rerr error
+	err := d.m.Lookup(v, n, func(seg extent.Segment) bool {
 		if seg.Mapped {
 			old = append(old, seg)
-			s.refs.Runs(seg.P, seg.Len, func(r extent.RefRun) bool {
+			rerr = s.refs.Runs(seg.P, seg.Len, func(r extent.RefRun) bool {
 				bad = r.Count == 0
 				return !bad
 			})
 		}
-		return !bad
+		return !bad && rerr == nil
 	})
+	if err = cmp.Or(err, rerr); err != nil {
+		return err
+	}
 	if bad {
 		return fmt.Errorf("device %d maps a block with no reference", d.meta.id)
 	}
-	before := d.m.Len()
+	before := d.mem().Len()
 	if ins != nil {
-		s.refs.Inc(ins.P, ins.Len)
-		d.m.Insert(*ins, nil)
+		if err := s.refs.Inc(ins.P, ins.Len); err != nil {
+			return err
+		}
+		err = d.m.Insert(*ins)
 	} else {
-		d.m.Remove(v, n, nil)
+		err = d.m.Remove(v, n)
 	}
-	s.mapEntries += d.m.Len() - before
+	if err != nil {
+		return err
+	}
+	s.mapEntries += d.mem().Len() - before
 	for _, seg := range old {
 		if err := s.refs.Dec(seg.P, seg.Len, freed); err != nil {
 			return err
@@ -329,21 +345,22 @@ func (s *state) applyMap(o *op, freed func(extent.Run)) error {
 		return fmt.Errorf("mapping past the end of device %d", o.dev)
 	case uint64(o.p)+o.n > s.nrBlocks || uint64(o.p)+o.n < uint64(o.p):
 		return fmt.Errorf("mapping past the end of the data area")
-	case !s.canInc(o.p, o.n):
-		return fmt.Errorf("reference count overflow")
+	}
+	if ok, err := s.canInc(o.p, o.n); err != nil || !ok {
+		return cmp.Or(err, fmt.Errorf("reference count overflow"))
 	}
 	return s.remap(d, o.v, o.n, &extent.Mapping{V: o.v, P: o.p, Len: o.n}, freed)
 }
 
 // canInc reports whether every block of [p, p+n) can take one more
 // reference (a hostile journal must not make Inc panic).
-func (s *state) canInc(p extent.PBlock, n uint64) bool {
+func (s *state) canInc(p extent.PBlock, n uint64) (bool, error) {
 	ok := true
-	s.refs.Runs(p, n, func(r extent.RefRun) bool {
+	err := s.refs.Runs(p, n, func(r extent.RefRun) bool {
 		ok = r.Count < ^uint32(0)
 		return ok
 	})
-	return ok
+	return ok && err == nil, err
 }
 
 // devBlocks is the number of blocks that d's size covers (the last one may
@@ -372,7 +389,7 @@ func (s *state) applyCreate(o *op) error {
 	if m.id == ^DevID(0) {
 		return fmt.Errorf("device id %d leaves no next id", m.id)
 	}
-	d := &device{meta: m.clone(), m: extent.NewMap()}
+	d := &device{meta: m.clone(), m: newMemMap()}
 	if o.kind == opSnapshot {
 		origin, ok := s.devs[m.origin]
 		if !ok {
@@ -381,30 +398,11 @@ func (s *state) applyCreate(o *op) error {
 		if m.size != origin.meta.size {
 			return fmt.Errorf("snapshot of %d bytes of a device of %d bytes", m.size, origin.meta.size)
 		}
-		// Check each extent just before its increment: the origin may map
-		// a block more than once (a hostile file can), so a check of all
-		// extents first would not stop Inc from overflowing.
-		done, full := 0, false
-		origin.m.Ascend(func(e extent.Mapping) bool {
-			if full = !s.canInc(e.P, e.Len); !full {
-				s.refs.Inc(e.P, e.Len)
-				done++
-			}
-			return !full
-		})
-		if full {
-			// Undo the increments: on error nothing has changed.
-			origin.m.Ascend(func(e extent.Mapping) bool {
-				if done == 0 {
-					return false
-				}
-				_ = s.refs.Dec(e.P, e.Len, nil) // incremented above
-				done--
-				return true
-			})
-			return fmt.Errorf("reference count overflow")
+		m, err := s.snapshotMap(origin)
+		if err != nil {
+			return err
 		}
-		d.m = origin.m.Clone()
+		d.m = m
 		d.hint = origin.hint
 	}
 	s.addDevice(d)
@@ -427,7 +425,11 @@ func (s *state) applyUpdate(o *op) error {
 		return fmt.Errorf("device name %q exists", m.name)
 	}
 	if m.size < d.meta.size {
-		if last, ok := d.m.Last(); ok && uint64(last.End()) > (m.size+s.blockSize-1)/s.blockSize {
+		last, ok, err := d.m.Last()
+		if err != nil {
+			return err
+		}
+		if ok && uint64(last.End()) > (m.size+s.blockSize-1)/s.blockSize {
 			return fmt.Errorf("shrink of device %d below a mapped block", m.id)
 		}
 	}
@@ -436,4 +438,40 @@ func (s *state) applyUpdate(o *op) error {
 	d.meta = m.clone()
 	s.names[m.name] = d
 	return nil
+}
+
+// snapshotMap returns a map that shares origin's mappings, with one more
+// reference to each block it maps. On error nothing has changed.
+func (s *state) snapshotMap(origin *device) (devMap, error) {
+	om := origin.mem()
+	// Check each extent just before its increment: the origin may map a
+	// block more than once (a hostile file can), so a check of all extents
+	// first would not stop Inc from overflowing.
+	done, full := 0, false
+	var err error
+	om.Ascend(func(e extent.Mapping) bool {
+		var ok bool
+		if ok, err = s.canInc(e.P, e.Len); err != nil || !ok {
+			full = err == nil
+			return false
+		}
+		if err = s.refs.Inc(e.P, e.Len); err != nil {
+			return false
+		}
+		done++
+		return true
+	})
+	if err != nil || full {
+		// Undo the increments: on error nothing has changed.
+		om.Ascend(func(e extent.Mapping) bool {
+			if done == 0 {
+				return false
+			}
+			_ = s.refs.Dec(e.P, e.Len, nil) // incremented above
+			done--
+			return true
+		})
+		return nil, cmp.Or(err, fmt.Errorf("reference count overflow"))
+	}
+	return memMap{om.Clone()}, nil
 }

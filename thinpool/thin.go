@@ -54,7 +54,9 @@ func (t *Thin) MappedBytes() int64 {
 	defer p.mu.RUnlock()
 	n := int64(t.d.m.Blocks()) * p.bs
 	size := int64(t.d.meta.size)
-	if last, ok := t.d.m.Last(); ok && int64(last.End())*p.bs > size {
+	// On a read error the part past the end is not subtracted: an
+	// estimate for st_blocks, and the error comes back on the next access.
+	if last, ok, err := t.d.m.Last(); err == nil && ok && int64(last.End())*p.bs > size {
 		n -= int64(last.End())*p.bs - size // the part of the last block past the end
 	}
 	return n

@@ -1,6 +1,7 @@
 package thinpool
 
 import (
+	"cmp"
 	"github.com/thinpool/thinpool/extent"
 )
 
@@ -65,7 +66,7 @@ func (p *Pool) usageLocked(journal int64) Usage {
 		DataOffset:      int64(p.sb.dataOffset),
 	}
 	u.PendingBlocks = u.DataBlocks - u.UsedBlocks - u.FreeBlocks
-	if r, ok := p.st.refs.Last(); ok {
+	if r, ok := p.st.memRefs().Last(); ok {
 		u.HighestUsed = uint64(r.End())
 	}
 	return u
@@ -89,18 +90,27 @@ func (t *Thin) Usage() (DeviceUsage, error) {
 	if err := t.live(); err != nil {
 		return DeviceUsage{}, err
 	}
-	u := DeviceUsage{Mapped: t.d.m.Blocks(), Extents: t.d.m.Len()}
-	t.d.m.Ascend(func(m extent.Mapping) bool {
-		p.st.refs.Runs(m.P, m.Len, func(r extent.RefRun) bool {
+	u := DeviceUsage{Mapped: t.d.m.Blocks()}
+	var rerr error
+	err := t.d.m.Ascend(func(m extent.Mapping) bool {
+		u.Extents++
+		rerr = p.st.refs.Runs(m.P, m.Len, func(r extent.RefRun) bool {
 			if r.Count > 1 {
 				u.Shared += r.Len
 			}
 			return true
 		})
-		return true
+		return rerr == nil
 	})
+	if err = cmp.Or(err, rerr); err != nil {
+		return DeviceUsage{}, err
+	}
 	u.Exclusive = u.Mapped - u.Shared
-	if last, ok := t.d.m.Last(); ok {
+	last, ok, err := t.d.m.Last()
+	if err != nil {
+		return DeviceUsage{}, err
+	}
+	if ok {
 		u.HighestMapped = uint64(last.End())
 	}
 	return u, nil

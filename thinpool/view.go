@@ -39,7 +39,7 @@ func (p *Pool) View() (*View, error) {
 	maps := make([]*extent.Map, 0, len(p.st.devs))
 	for _, d := range p.st.devs {
 		v.Devices = append(v.Devices, DeviceView{DeviceInfo: p.info(d)})
-		maps = append(maps, d.m.Clone())
+		maps = append(maps, d.mem().Clone())
 	}
 	p.mu.RUnlock()
 	p.syncMu.Unlock()
