@@ -157,6 +157,22 @@ func (m *Mapping) Lookup(v extent.VBlock, n uint64, fn func(extent.Segment) bool
 	return nil
 }
 
+// Unshare shadows the leaves that map [v, v+n) (see [Tree.ShadowPath]), so
+// that afterwards a pool block they map has a count above 1 in the data
+// space map exactly when another leaf maps it too. A write calls it before
+// deciding whether a block must be copied (rules C1 and C2 of the engine):
+// before it, a leaf shared by a snapshot leaves its blocks' counts at 1.
+func (m *Mapping) Unshare(v extent.VBlock, n uint64) error {
+	runs, _, err := m.overlapping(v, n)
+	for _, e := range runs {
+		if err != nil {
+			break
+		}
+		err = m.t.ShadowPath(uint64(e.V))
+	}
+	return err
+}
+
 // Remove unmaps [v, v+n) and calls removed (if not nil) with each piece
 // that was mapped, in order. The caller drops the pieces' data references.
 func (m *Mapping) Remove(v extent.VBlock, n uint64, removed func(extent.Mapping)) error {

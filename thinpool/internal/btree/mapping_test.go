@@ -1,6 +1,7 @@
 package btree
 
 import (
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -187,4 +188,70 @@ func TestMappingEdges(t *testing.T) {
 		t.Fatalf("deleting the snapshot freed %v, all still mapped by the origin", freed)
 	}
 	checkStore(t, s, []rootOf{{TreeDataSpace, ds.Root()}, {TreeMapping, m.Root()}})
+}
+
+// TestUnshare checks the promise the engine's write path relies on (C1):
+// after Unshare(v, n), a block that device id maps in [v, v+n) has a count
+// above 1 exactly when another device maps it too, across snapshots of
+// snapshots, deleted origins, commits and reopens.
+func TestUnshare(t *testing.T) {
+	w := newWorld(t, 11, 6000, 1<<16, 3000)
+	w.create()
+	w.prefill(0, 1000)
+	checks := 0
+	for i := range ops(3000) {
+		w.fatal(w.step())
+		if i%7 == 0 && len(w.devs) > 0 {
+			checks += w.checkUnshare()
+		}
+		if i%300 == 299 {
+			w.fatal(w.commit())
+			w.reopen()
+			w.check()
+		}
+	}
+	w.check()
+	if checks == 0 {
+		t.Fatal("no shared block was checked")
+	}
+}
+
+// checkUnshare unshares a random range of a random device and compares each
+// mapped block's count with the models. It returns how many blocks it found
+// shared.
+func (w *world) checkUnshare() int {
+	w.t.Helper()
+	ids := slices.Sorted(maps.Keys(w.devs))
+	id := ids[w.rng.IntN(len(ids))]
+	v := extent.VBlock(w.rng.Uint64N(w.vspace))
+	n := min(1+w.rng.Uint64N(64), w.vspace-uint64(v))
+	w.fatal(w.devs[id].Unshare(v, n))
+	shared := 0
+	w.model[id].Lookup(v, n, func(s extent.Segment) bool {
+		if !s.Mapped {
+			return true
+		}
+		for b := s.P; b < s.P+extent.PBlock(s.Len); b++ {
+			others := false
+			for oid, om := range w.model {
+				if oid == id {
+					continue
+				}
+				om.Ascend(func(e extent.Mapping) bool {
+					others = others || (b >= e.P && b < e.PEnd())
+					return !others
+				})
+			}
+			c, err := w.ds.Get(b)
+			w.fatal(err)
+			if (c > 1) != others {
+				w.t.Fatalf("device %d block %d: count %d after Unshare, mapped by another device: %v", id, b, c, others)
+			}
+			if others {
+				shared++
+			}
+		}
+		return true
+	})
+	return shared
 }

@@ -197,6 +197,19 @@ func (t *Tree) shadowChild(n *node, i int) (*node, error) {
 	return c, nil
 }
 
+// ShadowPath shadows the nodes from the root down to the leaf that holds
+// key k (or would hold it), as a change there would, without changing any
+// entry. Afterwards that leaf is reached from this tree only, and a shared
+// leaf's copy has added its references (share), so the counts of what its
+// entries refer to say whether another tree still refers to them.
+func (t *Tree) ShadowPath(k uint64) error {
+	n, err := t.shadowRoot()
+	for err == nil && !n.leaf() {
+		n, err = t.shadowChild(n, n.childIndex(k))
+	}
+	return err
+}
+
 // Insert sets the value of key k to v, adding k if it is absent.
 func (t *Tree) Insert(k uint64, v []byte) error {
 	if len(v) != t.ValueSize() {
