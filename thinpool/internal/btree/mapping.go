@@ -2,6 +2,7 @@ package btree
 
 import (
 	"encoding/binary"
+	"math"
 
 	"github.com/thinpool/thinpool/extent"
 )
@@ -100,6 +101,16 @@ func (m *Mapping) find(v extent.VBlock) (extent.Mapping, uint32, bool, error) {
 		return extent.Mapping{}, 0, false, nil
 	}
 	return e, time, true, nil
+}
+
+// Last returns the extent that ends last.
+func (m *Mapping) Last() (extent.Mapping, bool, error) {
+	k, val, ok, err := m.t.Floor(math.MaxUint64)
+	if err != nil || !ok {
+		return extent.Mapping{}, false, err
+	}
+	e, _ := decodeExtent(k, val)
+	return e, true, nil
 }
 
 // overlapping returns the extents that overlap [v, v+n), in order, with

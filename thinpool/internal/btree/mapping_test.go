@@ -72,6 +72,11 @@ func TestMappingModel(t *testing.T) {
 				if !slices.Equal(gs, ws) {
 					t.Fatalf("Lookup(%d) = %v, want %v", q, gs, ws)
 				}
+				gl, gok, err := m.Last()
+				wl, wok := model.Last()
+				if err != nil || gok != wok || gl != wl {
+					t.Fatalf("Last() = %v %v %v, want %v %v", gl, gok, err, wl, wok)
+				}
 				var ga, wa []extent.Mapping
 				if err := m.AscendFrom(q, func(e extent.Mapping) bool { ga = append(ga, e); return len(ga) < 4 }); err != nil {
 					t.Fatal(err)
