@@ -9,7 +9,8 @@ import "github.com/thinpool/thinpool/extent"
 // nodes; memMap never fails. After an error from a change the state must
 // be dropped (format 3: the store is reopened at its last commit).
 //
-// Not safe for concurrent use; Pool.mu guards it.
+// Callbacks run with the map locked (format 3): they must not call into
+// a devMap or blockCounts. Pool.mu guards every change.
 type devMap interface {
 	// Blocks is the number of mapped virtual blocks.
 	Blocks() uint64
@@ -29,6 +30,11 @@ type devMap interface {
 	Insert(mp extent.Mapping) error
 	// Remove unmaps [v, v+n). The caller drops the data references.
 	Remove(v extent.VBlock, n uint64) error
+	// Unshare prepares [v, v+n) for a write: afterwards a mapped block's
+	// count is above 1 exactly when another device maps it (format 3
+	// shadows the leaves a snapshot shares; format 2's counts say so
+	// already).
+	Unshare(v extent.VBlock, n uint64) error
 }
 
 // blockCounts is the reference count of every pool block, as the
@@ -81,6 +87,17 @@ func (m memMap) Insert(mp extent.Mapping) error {
 func (m memMap) Remove(v extent.VBlock, n uint64) error {
 	m.Map.Remove(v, n, nil)
 	return nil
+}
+
+func (memMap) Unshare(extent.VBlock, uint64) error { return nil }
+
+// entries is the number of extents of m in format 2, which sizes its
+// checkpoints (state.mapEntries), and 0 in format 3.
+func entries(m devMap) int {
+	if mm, ok := m.(memMap); ok {
+		return mm.Len()
+	}
+	return 0
 }
 
 // memCounts is format 2's blockCounts: every run in memory.

@@ -77,8 +77,11 @@ func (t *Thin) zeroMapped(lo, hi int64) error {
 	}
 	bs := t.p.bs
 	t.p.mu.RLock()
-	segs := t.segments(lo, hi-lo)
+	segs, err := t.segments(lo, hi-lo)
 	t.p.mu.RUnlock()
+	if err != nil {
+		return err
+	}
 	for _, s := range segs {
 		if !s.Mapped {
 			continue

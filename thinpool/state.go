@@ -187,6 +187,8 @@ type state struct {
 	devs      map[DevID]*device
 	names     map[string]*device
 	refs      blockCounts
+	// trees holds the mapping trees and refs in format 3; nil in format 2.
+	trees *trees
 
 	// unshared, when not nil, collects every pool block that lost a
 	// reference in the open transaction (C2). Replay leaves it nil.
@@ -217,7 +219,7 @@ func (s *state) checkpointSize() int {
 func (s *state) addDevice(d *device) {
 	s.devs[d.meta.id] = d
 	s.names[d.meta.name] = d
-	s.mapEntries += d.mem().Len()
+	s.mapEntries += entries(d.m)
 	s.metaBytes += d.meta.encodedSize()
 	if d.meta.id >= s.nextID {
 		s.nextID = d.meta.id + 1
@@ -250,13 +252,12 @@ func (s *state) apply(o *op, freed func(extent.Run)) error {
 		if !ok {
 			return fmt.Errorf("delete of unknown device %d", o.dev)
 		}
-		if err := s.remap(d, 0, s.devBlocks(d), nil, freed); err != nil {
+		if err := s.dropMap(d, freed); err != nil {
 			return err
 		}
 		s.metaBytes -= d.meta.encodedSize()
 		delete(s.devs, d.meta.id)
 		delete(s.names, d.meta.name)
-		d.m = newMemMap()
 		d.deleted = true
 		return nil
 	}
@@ -277,7 +278,7 @@ func (s *state) mutableDevice(id DevID) (*device, error) {
 // reference to drop, so on error nothing has changed.
 func (s *state) remap(d *device, v extent.VBlock, n uint64, ins *extent.Mapping, freed func(extent.Run)) error {
 	if ins != nil {
-		before := d.mem().Len()
+		before := entries(d.m)
 		hole, err := d.m.InsertIfHole(*ins)
 		if err != nil {
 			return err
@@ -286,30 +287,33 @@ func (s *state) remap(d *device, v extent.VBlock, n uint64, ins *extent.Mapping,
 			if err := s.refs.Inc(ins.P, ins.Len); err != nil {
 				return err
 			}
-			s.mapEntries += d.mem().Len() - before
+			s.mapEntries += entries(d.m) - before
 			return nil
 		}
 	}
 	var old []extent.Segment
-	bad := false
-	var rerr error
 	err := d.m.Lookup(v, n, func(seg extent.Segment) bool {
 		if seg.Mapped {
 			old = append(old, seg)
-			rerr = s.refs.Runs(seg.P, seg.Len, func(r extent.RefRun) bool {
-				bad = r.Count == 0
-				return !bad
-			})
 		}
-		return !bad && rerr == nil
+		return true
 	})
-	if err = cmp.Or(err, rerr); err != nil {
+	if err != nil {
 		return err
 	}
-	if bad {
-		return fmt.Errorf("device %d maps a block with no reference", d.meta.id)
+	bad := false
+	for _, seg := range old {
+		if err := s.refs.Runs(seg.P, seg.Len, func(r extent.RefRun) bool {
+			bad = r.Count == 0
+			return !bad
+		}); err != nil {
+			return err
+		}
+		if bad {
+			return fmt.Errorf("device %d maps a block with no reference", d.meta.id)
+		}
 	}
-	before := d.mem().Len()
+	before := entries(d.m)
 	if ins != nil {
 		if err := s.refs.Inc(ins.P, ins.Len); err != nil {
 			return err
@@ -321,7 +325,7 @@ func (s *state) remap(d *device, v extent.VBlock, n uint64, ins *extent.Mapping,
 	if err != nil {
 		return err
 	}
-	s.mapEntries += d.mem().Len() - before
+	s.mapEntries += entries(d.m) - before
 	for _, seg := range old {
 		if err := s.refs.Dec(seg.P, seg.Len, freed); err != nil {
 			return err
@@ -389,7 +393,7 @@ func (s *state) applyCreate(o *op) error {
 	if m.id == ^DevID(0) {
 		return fmt.Errorf("device id %d leaves no next id", m.id)
 	}
-	d := &device{meta: m.clone(), m: newMemMap()}
+	d := &device{meta: m.clone()}
 	if o.kind == opSnapshot {
 		origin, ok := s.devs[m.origin]
 		if !ok {
@@ -404,6 +408,12 @@ func (s *state) applyCreate(o *op) error {
 		}
 		d.m = m
 		d.hint = origin.hint
+	} else {
+		m, err := s.newMap()
+		if err != nil {
+			return err
+		}
+		d.m = m
 	}
 	s.addDevice(d)
 	return nil
@@ -443,6 +453,9 @@ func (s *state) applyUpdate(o *op) error {
 // snapshotMap returns a map that shares origin's mappings, with one more
 // reference to each block it maps. On error nothing has changed.
 func (s *state) snapshotMap(origin *device) (devMap, error) {
+	if tm, ok := origin.m.(treeMap); ok {
+		return tm.snapshot() // the counts of the blocks change when a leaf is copied
+	}
 	om := origin.mem()
 	// Check each extent just before its increment: the origin may map a
 	// block more than once (a hostile file can), so a check of all extents
@@ -474,4 +487,40 @@ func (s *state) snapshotMap(origin *device) (devMap, error) {
 		return nil, cmp.Or(err, fmt.Errorf("reference count overflow"))
 	}
 	return memMap{om.Clone()}, nil
+}
+
+// newMap returns an empty map in s's format.
+func (s *state) newMap() (devMap, error) {
+	if s.trees != nil {
+		return s.trees.newMap()
+	}
+	return newMemMap(), nil
+}
+
+// dropMap unmaps every block of d and leaves it an empty map.
+func (s *state) dropMap(d *device, freed func(extent.Run)) error {
+	tm, ok := d.m.(treeMap)
+	if !ok {
+		if err := s.remap(d, 0, s.devBlocks(d), nil, freed); err != nil {
+			return err
+		}
+		d.m = newMemMap()
+		return nil
+	}
+	// Format 3 drops the tree: a leaf that a snapshot shares keeps its
+	// blocks' counts, so mark every block d maps as unshared here (C2),
+	// as format 2's remap does.
+	if s.unshared != nil {
+		if err := tm.Ascend(func(e extent.Mapping) bool {
+			s.unshared.Set(e.P, e.Len, 1)
+			return true
+		}); err != nil {
+			return err
+		}
+	}
+	if err := tm.drop(freed); err != nil {
+		return err
+	}
+	d.m = newMemMap() // empty: d is gone
+	return nil
 }

@@ -96,15 +96,15 @@ func (t *Thin) checkWrite(off, n int64) error {
 
 // segments returns the segments covering the blocks of [off, off+n).
 // Called with mu held.
-func (t *Thin) segments(off, n int64) []extent.Segment {
+func (t *Thin) segments(off, n int64) ([]extent.Segment, error) {
 	bs := t.p.bs
 	v0, v1 := off/bs, (off+n+bs-1)/bs
 	var segs []extent.Segment
-	t.d.m.Lookup(extent.VBlock(v0), uint64(v1-v0), func(s extent.Segment) bool {
+	err := t.d.m.Lookup(extent.VBlock(v0), uint64(v1-v0), func(s extent.Segment) bool {
 		segs = append(segs, s)
 		return true
 	})
-	return segs
+	return segs, err
 }
 
 // clip returns the part of [off, off+len(b)) that lies in virtual blocks
@@ -140,8 +140,11 @@ func (t *Thin) ReadAt(b []byte, off int64) (int, error) {
 		p.mu.RUnlock()
 		return 0, eof
 	}
-	segs := t.segments(off, int64(len(b)))
+	segs, err := t.segments(off, int64(len(b)))
 	p.mu.RUnlock()
+	if err != nil {
+		return 0, fmt.Errorf("read %q at %d: %w", t.name(), off, err)
+	}
 	for _, s := range segs {
 		lo, part := t.clip(b, off, s.V, s.Len)
 		if !s.Mapped {
@@ -236,12 +239,16 @@ func (t *Thin) plan(off, n int64) ([]piece, *cell, error) {
 			<-busy.done
 			continue
 		}
-		pieces, need := t.classify(t.segments(off, n))
+		pieces, need, err := t.classify(off, n)
+		if err != nil {
+			p.mu.Unlock()
+			return nil, nil, err
+		}
 		if need == 0 {
 			p.mu.Unlock()
 			return pieces, nil, nil
 		}
-		pieces, err := p.allocate(d, pieces, need)
+		pieces, err = p.allocate(d, pieces, need)
 		if err != nil {
 			p.mu.Unlock()
 			return nil, nil, err
@@ -253,9 +260,19 @@ func (t *Thin) plan(off, n int64) ([]piece, *cell, error) {
 	}
 }
 
-// classify splits segments into pieces and counts the blocks to allocate.
-// Called with mu held.
-func (t *Thin) classify(segs []extent.Segment) ([]piece, uint64) {
+// classify splits the blocks of [off, off+n) into pieces and counts the
+// blocks to allocate. It unshares them first (devMap.Unshare), so that the
+// counts say which are shared. Called with mu held.
+func (t *Thin) classify(off, n int64) ([]piece, uint64, error) {
+	bs := t.p.bs
+	v0, v1 := off/bs, (off+n+bs-1)/bs
+	if err := t.d.m.Unshare(extent.VBlock(v0), uint64(v1-v0)); err != nil {
+		return nil, 0, err
+	}
+	segs, err := t.segments(off, n)
+	if err != nil {
+		return nil, 0, err
+	}
 	var pieces []piece
 	var need uint64
 	for _, s := range segs {
@@ -264,24 +281,26 @@ func (t *Thin) classify(segs []extent.Segment) ([]piece, uint64) {
 			need += s.Len
 			continue
 		}
-		t.p.sharing(s.P, s.Len, func(r extent.Run, shared bool) {
+		if err := t.p.sharing(s.P, s.Len, func(r extent.Run, shared bool) {
 			pc := piece{kind: pieceInPlace, v: s.V + extent.VBlock(r.P-s.P), n: r.Len, old: r.P}
 			if shared {
 				pc.kind = pieceCopy
 				need += r.Len
 			}
 			pieces = append(pieces, pc)
-		})
+		}); err != nil {
+			return nil, 0, err
+		}
 	}
-	return pieces, need
+	return pieces, need, nil
 }
 
 // sharing calls fn with the runs of [p, p+n) and whether each must be
 // copied before a write: it is shared now, or it was shared when the last
 // transaction committed (C2), since a crash would bring that sharing back.
 // Called with mu held.
-func (p *Pool) sharing(start extent.PBlock, n uint64, fn func(r extent.Run, shared bool)) {
-	p.st.refs.Runs(start, n, func(r extent.RefRun) bool {
+func (p *Pool) sharing(start extent.PBlock, n uint64, fn func(r extent.Run, shared bool)) error {
+	return p.st.refs.Runs(start, n, func(r extent.RefRun) bool {
 		if r.Count > 1 {
 			fn(extent.Run{P: r.P, Len: r.Len}, true)
 			return true

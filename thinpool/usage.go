@@ -1,7 +1,6 @@
 package thinpool
 
 import (
-	"cmp"
 	"github.com/thinpool/thinpool/extent"
 )
 
@@ -91,19 +90,23 @@ func (t *Thin) Usage() (DeviceUsage, error) {
 		return DeviceUsage{}, err
 	}
 	u := DeviceUsage{Mapped: t.d.m.Blocks()}
-	var rerr error
-	err := t.d.m.Ascend(func(m extent.Mapping) bool {
-		u.Extents++
-		rerr = p.st.refs.Runs(m.P, m.Len, func(r extent.RefRun) bool {
+	var ms []extent.Mapping
+	if err := t.d.m.Ascend(func(m extent.Mapping) bool {
+		ms = append(ms, m)
+		return true
+	}); err != nil {
+		return DeviceUsage{}, err
+	}
+	u.Extents = len(ms)
+	for _, m := range ms {
+		if err := p.st.refs.Runs(m.P, m.Len, func(r extent.RefRun) bool {
 			if r.Count > 1 {
 				u.Shared += r.Len
 			}
 			return true
-		})
-		return rerr == nil
-	})
-	if err = cmp.Or(err, rerr); err != nil {
-		return DeviceUsage{}, err
+		}); err != nil {
+			return DeviceUsage{}, err
+		}
 	}
 	u.Exclusive = u.Mapped - u.Shared
 	last, ok, err := t.d.m.Last()
