@@ -14,6 +14,8 @@
 //     shared or durable nodes before changing them.
 //   - [DataSpace]: pool block reference counts as runs (extent.RefCounts on
 //     disk); [Mapping]: a device's extents (extent.Map on disk).
+//   - [Devices]: the device tree, device id → [DeviceEntry] (fixed details,
+//     and an opaque record in a chain of blob nodes that the entry owns).
 //
 // Nothing here is safe for concurrent use; the engine serialises metadata
 // changes.

@@ -141,6 +141,21 @@ func checkStore(t testing.TB, s *Store, roots []rootOf) []*node {
 			if kind == TreeMapping {
 				leaves = append(leaves, n)
 			}
+			if kind == TreeDevice {
+				for j := range n.keys {
+					_, b := decodeDevice(n.val(j))
+					for ref := b.ref; ref != (Ref{}); {
+						if refs[ref.ID]++; refs[ref.ID] > 1 {
+							break // the rest of a shared chain is counted once
+						}
+						blob, err := s.getBlob(ref)
+						if err != nil {
+							t.Fatalf("N4: %v", err)
+						}
+						ref = blob.next
+					}
+				}
+			}
 			return
 		}
 		for j, kid := range n.kids {

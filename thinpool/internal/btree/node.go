@@ -28,7 +28,7 @@ const (
 	KindInvalid  Kind = 0
 	KindInternal Kind = 1
 	KindLeaf     Kind = 2
-	KindBlob     Kind = 3 // reserved for the device tree (step 2); rejected today
+	KindBlob     Kind = 3 // a device entry's record (Devices)
 	KindSpaceMap Kind = 4
 )
 
@@ -52,7 +52,7 @@ type TreeKind uint16
 
 const (
 	TreeInvalid   TreeKind = 0
-	TreeDevice    TreeKind = 1 // reserved (step 2); rejected today
+	TreeDevice    TreeKind = 1
 	TreeMapping   TreeKind = 2
 	TreeDataSpace TreeKind = 3
 )
@@ -82,6 +82,10 @@ const (
 	internalCap = bodySize / internalEntry // 169
 	// pageCounts is the number of u32 counts in a space-map page.
 	pageCounts = bodySize / 4 // 1016
+	// blobHeader is the next blob's reference at the start of a blob's
+	// body; blobCap is the number of record bytes a blob holds.
+	blobHeader = 16
+	blobCap    = bodySize - blobHeader // 4048
 )
 
 // valueSize is the size of a leaf value (after its u64 key) in a tree of kind t.
@@ -91,6 +95,8 @@ func valueSize(t TreeKind) int {
 		return 16 // pool start u64, length u32, time u32
 	case TreeDataSpace:
 		return 8 // length u32, count u32
+	case TreeDevice:
+		return deviceValueSize
 	}
 	return 0
 }
@@ -122,6 +128,8 @@ type node struct {
 	vals []byte
 	// counts are the reference counts of a space-map page.
 	counts []uint32
+	// next is the blob that continues this one (blobs), or the zero Ref.
+	next Ref
 }
 
 func (n *node) ref() Ref   { return Ref{ID: n.id, Gen: n.gen} }
@@ -216,6 +224,11 @@ func (n *node) encode(seed uint64) []byte {
 		for i, c := range n.counts {
 			le.PutUint32(body[i*4:], c)
 		}
+	case KindBlob:
+		le.PutUint16(b[28:], uint16(len(n.vals)))
+		le.PutUint64(body, uint64(n.next.ID))
+		le.PutUint64(body[8:], n.next.Gen)
+		copy(body[blobHeader:], n.vals)
 	}
 	le.PutUint32(b[4:], checksum(b, seed))
 	return b
@@ -271,11 +284,13 @@ func decode(b []byte, seed uint64, want Ref) (*node, error) {
 			n.counts[i] = le.Uint32(body[i*4:])
 		}
 		return n, nil
+	case KindBlob:
+		return decodeBlob(n, body, nr)
 	case KindInternal, KindLeaf:
 	default:
 		return nil, corrupt(id, "unknown kind %d", n.kind)
 	}
-	if n.tree != TreeMapping && n.tree != TreeDataSpace {
+	if n.tree != TreeMapping && n.tree != TreeDataSpace && n.tree != TreeDevice {
 		return nil, corrupt(id, "unknown tree %d", n.tree)
 	}
 	if (n.kind == KindLeaf) != (n.level == 0) {
@@ -343,6 +358,11 @@ func (n *node) checkValues() error {
 			if le.Uint32(v[4:]) == 0 {
 				return corrupt(n.id, "run %d has count 0", i)
 			}
+		case TreeDevice:
+			if err := checkDeviceValue(n.id, i, v); err != nil {
+				return err
+			}
+			continue
 		}
 		if length == 0 {
 			return corrupt(n.id, "run %d has length 0", i)

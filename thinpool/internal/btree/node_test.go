@@ -38,7 +38,17 @@ func sampleNodes() []*node {
 		page.counts[i] = uint32(i % 7)
 	}
 	empty := &node{id: 11, gen: 1, kind: KindLeaf, tree: TreeMapping}
-	return []*node{mapping, ds, full, internal, page, empty}
+	dev := &node{id: 12, gen: 4, kind: KindLeaf, tree: TreeDevice}
+	for i := range uint64(3) {
+		e := DeviceEntry{Root: Ref{ID: NodeID(30 + i), Gen: 2}, Size: 1 << 30, Blocks: i, Created: 5, Time: 1, Origin: i, Flags: 1}
+		b := blobRef{}
+		if i > 0 {
+			b = blobRef{ref: Ref{ID: NodeID(40 + i), Gen: 3}, len: uint32(100 * i)}
+		}
+		dev.insertLeaf(int(i), i+1, encodeDevice(&e, b))
+	}
+	blob := &node{id: 13, gen: 4, kind: KindBlob, tree: TreeDevice, vals: []byte("name and labels"), next: Ref{ID: 14, Gen: 4}}
+	return []*node{mapping, ds, full, internal, page, empty, dev, blob}
 }
 
 func TestNodeRoundTrip(t *testing.T) {
@@ -71,7 +81,7 @@ func reseal(b []byte) []byte {
 func TestNodeCorrupt(t *testing.T) {
 	le := binary.LittleEndian
 	nodes := sampleNodes()
-	mapping, ds, internal, page := nodes[0], nodes[1], nodes[3], nodes[4]
+	mapping, ds, internal, page, dev, blob := nodes[0], nodes[1], nodes[3], nodes[4], nodes[6], nodes[7]
 	for _, tc := range []struct {
 		name   string
 		n      *node
@@ -86,7 +96,7 @@ func TestNodeCorrupt(t *testing.T) {
 		{"kind 0", mapping, Ref{}, func(b []byte) []byte { le.PutUint16(b[24:], 0); return reseal(b) }},
 		{"kind blob", mapping, Ref{}, func(b []byte) []byte { le.PutUint16(b[24:], uint16(KindBlob)); return reseal(b) }},
 		{"tree 0", mapping, Ref{}, func(b []byte) []byte { le.PutUint16(b[30:], 0); return reseal(b) }},
-		{"tree device", mapping, Ref{}, func(b []byte) []byte { le.PutUint16(b[30:], uint16(TreeDevice)); return reseal(b) }},
+		{"tree 9", mapping, Ref{}, func(b []byte) []byte { le.PutUint16(b[30:], 9); return reseal(b) }},
 		{"leaf at level 1", mapping, Ref{}, func(b []byte) []byte { le.PutUint16(b[26:], 1); return reseal(b) }},
 		{"internal at level 0", internal, Ref{}, func(b []byte) []byte { le.PutUint16(b[26:], 0); return reseal(b) }},
 		{"internal empty", internal, Ref{}, func(b []byte) []byte { le.PutUint16(b[28:], 0); return reseal(b) }},
@@ -102,6 +112,16 @@ func TestNodeCorrupt(t *testing.T) {
 		{"child is itself", internal, Ref{}, func(b []byte) []byte { le.PutUint64(b[headerSize+8:], 10); return reseal(b) }},
 		{"page count number", page, Ref{}, func(b []byte) []byte { le.PutUint16(b[28:], 5); return reseal(b) }},
 		{"page level", page, Ref{}, func(b []byte) []byte { le.PutUint16(b[26:], 1); return reseal(b) }},
+		{"device without root", dev, Ref{}, func(b []byte) []byte { le.PutUint64(b[headerSize+8:], 0); return reseal(b) }},
+		{"device reserved", dev, Ref{}, func(b []byte) []byte { b[headerSize+8+60] = 1; return reseal(b) }},
+		{"device record too long", dev, Ref{}, func(b []byte) []byte { le.PutUint32(b[headerSize+92+88:], MaxRecord+1); return reseal(b) }},
+		{"device record without blob", dev, Ref{}, func(b []byte) []byte { le.PutUint32(b[headerSize+88:], 5); return reseal(b) }},
+		{"blob empty", blob, Ref{}, func(b []byte) []byte { le.PutUint16(b[28:], 0); return reseal(b) }},
+		{"blob too long", blob, Ref{}, func(b []byte) []byte { le.PutUint16(b[28:], blobCap+1); return reseal(b) }},
+		{"blob of the mapping tree", blob, Ref{}, func(b []byte) []byte { le.PutUint16(b[30:], uint16(TreeMapping)); return reseal(b) }},
+		{"blob continues at itself", blob, Ref{}, func(b []byte) []byte { le.PutUint64(b[headerSize:], 13); return reseal(b) }},
+		{"blob continues in a newer generation", blob, Ref{}, func(b []byte) []byte { le.PutUint64(b[headerSize+8:], 5); return reseal(b) }},
+		{"blob reserved", blob, Ref{}, func(b []byte) []byte { b[NodeSize-1] = 1; return reseal(b) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := tc.n.encode(testSeed)

@@ -282,11 +282,26 @@ func (s *Store) get(ref Ref, tree TreeKind, level int) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.tree != tree || n.kind == KindSpaceMap {
+	if n.tree != tree || n.kind == KindSpaceMap || n.kind == KindBlob {
 		return nil, corrupt(ref.ID, "%s node of the %s tree where the %s tree expects one", n.kind, n.tree, tree)
 	}
 	if level >= 0 && int(n.level) != level {
 		return nil, corrupt(ref.ID, "level %d where %d is expected", n.level, level)
+	}
+	if isSlot(ref.ID) || s.counts[ref.ID] == 0 {
+		return nil, corrupt(ref.ID, "reachable but has count 0")
+	}
+	return n, nil
+}
+
+// getBlob returns the blob that ref names (a device entry's record).
+func (s *Store) getBlob(ref Ref) (*node, error) {
+	n, err := s.lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	if n.kind != KindBlob {
+		return nil, corrupt(ref.ID, "%s node where a blob is expected", n.kind)
 	}
 	if isSlot(ref.ID) || s.counts[ref.ID] == 0 {
 		return nil, corrupt(ref.ID, "reachable but has count 0")

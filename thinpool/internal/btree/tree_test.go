@@ -217,8 +217,8 @@ func TestTreeGrowShrink(t *testing.T) {
 
 func TestTreeEdges(t *testing.T) {
 	s, st := mustCreateStore(t, 100)
-	if _, err := s.NewTree(TreeDevice, nil); err == nil {
-		t.Fatal("NewTree of the device tree (not yet)")
+	if _, err := s.NewTree(TreeInvalid, nil); err == nil {
+		t.Fatal("NewTree of kind 0")
 	}
 	tr, err := s.NewTree(TreeDataSpace, nil)
 	if err != nil {
