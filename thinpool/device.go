@@ -144,7 +144,7 @@ func (p *Pool) create(kind opKind, meta *devMeta, origin *device) (*Thin, error)
 			return nil, errdefs.Newf(ErrNotFound, "origin %q not found", origin.meta.name)
 		}
 		meta.origin, meta.size = origin.meta.id, origin.meta.size
-		extra += origin.mem().Len() * growSnapshot
+		extra += entries(origin.m) * growSnapshot
 	}
 	if err := ValidateName(meta.name); err != nil {
 		p.mu.Unlock()
@@ -189,7 +189,7 @@ func (p *Pool) Delete(name string) error {
 	}
 	if err == nil {
 		// Dropping references can split reference runs (M1).
-		err = p.admit(d.mem().Len()*growSegment - d.mem().Len()*mappingSize - d.meta.encodedSize())
+		err = p.admit(entries(d.m)*growSegment - entries(d.m)*mappingSize - d.meta.encodedSize())
 	}
 	if err == nil {
 		err = p.applyLocked(op{kind: opDelete, dev: d.meta.id})

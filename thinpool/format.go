@@ -35,10 +35,17 @@ const (
 	formatVersion  = 2 // v2 seals journal entries (FORMAT.md "Version history")
 	// formatV1 is the oldest version this package opens; such a pool's
 	// journal is unsealed, and opening it upgrades it (OpenFile).
-	formatV1       = 1
-	superblockSize = 128 // encoded bytes; the rest of the sector is zero
-	superSlots     = 2   // slot i lives at offset i*metaSectorSize
-	metaOffset     = 64 << 10
+	formatV1 = 1
+	// formatV3 keeps the state in copy-on-write B+trees
+	// (docs/metadata-v3.md); pools get it only when Options.FormatVersion
+	// asks for it, until upgrade, Check and dumps support it.
+	formatV3       = 3
+	superblockSize = 128 // encoded bytes of v1 and v2; the rest of the sector is zero
+	// superblockV3Size is the encoded size of a v3 superblock: v2's first
+	// 124 bytes, the v3 fields, then the CRC.
+	superblockV3Size = superblockSize + 64
+	superSlots       = 2 // slot i lives at offset i*metaSectorSize
+	metaOffset       = 64 << 10
 )
 
 // FormatVersion is the version of the on-disk format this package writes.

@@ -27,6 +27,11 @@ type Options struct {
 	// MetadataSize is the usable size of the metadata area; 0 means
 	// DefaultMetadataSize(DataSize, BlockSize).
 	MetadataSize int64
+	// FormatVersion is the on-disk format: 0 or 2 for format 2 (the
+	// default), 3 for format 3, whose state lives in copy-on-write B+trees
+	// (docs/metadata-v3.md). Format 3 is opt-in while upgrade, Check,
+	// Repair and dumps do not support it yet.
+	FormatVersion int
 }
 
 // DefaultMetadataSize is the metadata area for a pool: 160 bytes per data
@@ -70,6 +75,9 @@ func layout(o Options) (*superblock, error) {
 		return nil, invalidf("metadata size %d is not from 1 MiB to 16 GiB", meta)
 	}
 	meta = meta &^ (metaSectorSize - 1)
+	if o.FormatVersion != 0 && o.FormatVersion != formatVersion && o.FormatVersion != formatV3 {
+		return nil, invalidf("format version %d is not %d or %d", o.FormatVersion, formatVersion, formatV3)
+	}
 	reserve := max(meta, min(max(4*meta, 1<<30), maxMetadataSize))
 	journal := min(max(meta/8, 64<<10), maxJournalSize) &^ (metaSectorSize - 1)
 	sb := &superblock{
@@ -88,6 +96,12 @@ func layout(o Options) (*superblock, error) {
 	}
 	if _, err := rand.Read(sb.uuid[:]); err != nil {
 		return nil, err
+	}
+	if o.FormatVersion == formatV3 {
+		sb.version, sb.ckptOffset = formatV3, 0
+		sb.nrNodes = (sb.metaSize - sb.journalSize) / metaSectorSize
+		sb.seed = le.Uint64(sb.uuid[:8]) ^ le.Uint64(sb.uuid[8:])
+		sb.nextID = 1
 	}
 	return sb, nil
 }
@@ -199,6 +213,9 @@ func CreateFile(f File, o Options) (*Pool, error) {
 	if err := f.Truncate(sb.fileSize()); err != nil {
 		return nil, err
 	}
+	if sb.version == formatV3 {
+		return createTrees(f, sb)
+	}
 	st := newState(uint64(sb.blockSize), sb.nrDataBlocks)
 	ck := st.image(sb.generation).encode()
 	sb.ckptLen = uint64(len(ck))
@@ -223,19 +240,27 @@ func CreateFile(f File, o Options) (*Pool, error) {
 func newPool(f File, sb *superblock, st *state, journalOff int64, replayFreed []extent.Run) (*Pool, error) {
 	p := &Pool{f: f, bs: int64(sb.blockSize), dataOffset: int64(sb.dataOffset), sb: *sb, st: st, journalOff: journalOff}
 	st.unshared = extent.NewRefCounts()
-	p.free = extent.NewFreeSpace()
-	var next extent.PBlock
-	add := func(end extent.PBlock) {
-		if end > next {
-			_ = p.free.Add(next, uint64(end-next))
+	if st.trees != nil {
+		free, err := st.trees.ds.FreeSpace(sb.nrDataBlocks)
+		if err != nil {
+			return nil, treeErr(sb, err)
 		}
+		p.free = free
+	} else {
+		p.free = extent.NewFreeSpace()
+		var next extent.PBlock
+		add := func(end extent.PBlock) {
+			if end > next {
+				_ = p.free.Add(next, uint64(end-next))
+			}
+		}
+		st.memRefs().Ascend(func(r extent.RefRun) bool {
+			add(r.P)
+			next = r.End()
+			return true
+		})
+		add(extent.PBlock(sb.nrDataBlocks))
 	}
-	st.memRefs().Ascend(func(r extent.RefRun) bool {
-		add(r.P)
-		next = r.End()
-		return true
-	})
-	add(extent.PBlock(sb.nrDataBlocks))
 	// Blocks freed by replayed transactions may still hold data: return
 	// their space to the host (they are zeroed on reuse in any case, Z1).
 	for _, r := range replayFreed {
@@ -274,13 +299,21 @@ func OpenFile(f File) (*Pool, error) {
 	if size < sb.fileSize() {
 		return nil, corruptf(-1, "pool file is truncated: %d bytes, expected %d", size, sb.fileSize())
 	}
-	ckOff := int64(sb.metaOffset + sb.ckptOffset)
-	st, gen, err := readCheckpoint(f, ckOff, sb.ckptLen, uint64(sb.blockSize), sb.nrDataBlocks)
-	if err != nil {
-		return nil, err
-	}
-	if gen != sb.generation {
-		return nil, corruptf(ckOff, "checkpoint generation %d, superblock %d", gen, sb.generation)
+	var st *state
+	if sb.version == formatV3 {
+		if st, err = openTrees(f, sb); err != nil {
+			return nil, err
+		}
+	} else {
+		ckOff := int64(sb.metaOffset + sb.ckptOffset)
+		var gen uint64
+		st, gen, err = readCheckpoint(f, ckOff, sb.ckptLen, uint64(sb.blockSize), sb.nrDataBlocks)
+		if err != nil {
+			return nil, err
+		}
+		if gen != sb.generation {
+			return nil, corruptf(ckOff, "checkpoint generation %d, superblock %d", gen, sb.generation)
+		}
 	}
 	off, freed, torn, err := replay(f, sb, st)
 	if err != nil {
@@ -314,7 +347,7 @@ func readSuperblock(f File) (*superblock, error) {
 	var best *superblock
 	var firstErr error
 	for i := int64(0); i < superSlots; i++ {
-		b := make([]byte, superblockSize)
+		b := make([]byte, superblockV3Size)
 		if _, err := f.ReadAt(b, i*metaSectorSize); err != nil {
 			firstErr = cmpErr(firstErr, corruptf(i*metaSectorSize, "cannot read superblock: %v", err))
 			continue
@@ -479,6 +512,9 @@ const (
 // admit returns ErrMetadataFull if the state cannot grow by extra bytes.
 // Called with mu held.
 func (p *Pool) admit(extra int) error {
+	if p.st.trees != nil {
+		return p.admitNodes(extra)
+	}
 	if p.st.checkpointSize()+extra+metaSectorSize > p.checkpointCap() {
 		return fmt.Errorf("%w: %d bytes of metadata would exceed the limit of %d", ErrMetadataFull, p.st.checkpointSize()+extra, p.checkpointCap())
 	}
@@ -537,6 +573,17 @@ func (p *Pool) commitLocked(force bool, change func(*superblock)) error {
 		entry = encodeEntry(&p.sb, p.journalOff, p.st.tid, ops)
 	}
 	if force || change != nil || p.journalOff+int64(len(entry)) > int64(p.sb.journalSize) {
+		if p.st.trees != nil {
+			// Format 3 writes the trees as they are now, so nothing may
+			// change until the superblock names them: mu stays held.
+			err := p.checkpointTrees(change)
+			if err == nil {
+				p.committed = append(p.committed, frees...)
+			}
+			p.committing = nil
+			p.mu.Unlock()
+			return err
+		}
 		img, entry = p.st.image(p.sb.generation+1), nil
 	}
 	sb := p.sb

@@ -32,6 +32,9 @@ type RestoreDevice struct {
 // before the metadata that maps it is written. On error nothing is left at
 // path.
 func Restore(path string, o Options, devs []RestoreDevice, data io.ReaderAt) (*Pool, error) {
+	if o.FormatVersion == formatV3 {
+		return nil, invalidf("restore into a format %d pool is not supported yet", formatV3)
+	}
 	p, err := Create(path, o)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"github.com/thinpool/thinpool/extent"
+	"github.com/thinpool/thinpool/thinpool/internal/btree"
 )
 
 // DevID identifies a thin device within its pool. 0 means "none".
@@ -167,6 +168,9 @@ type device struct {
 	hint extent.PBlock
 	// deleted is set once the device is gone; handles then fail.
 	deleted bool
+	// saved is the device tree's entry for this device as the last
+	// checkpoint wrote it (format 3), or nil.
+	saved *btree.DeviceEntry
 }
 
 // cell reserves Len virtual blocks from V of one device while a writer
@@ -521,6 +525,7 @@ func (s *state) dropMap(d *device, freed func(extent.Run)) error {
 	if err := tm.drop(freed); err != nil {
 		return err
 	}
+	s.trees.gone = append(s.trees.gone, d.meta.id)
 	d.m = newMemMap() // empty: d is gone
 	return nil
 }

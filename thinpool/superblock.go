@@ -3,6 +3,8 @@ package thinpool
 import (
 	"bytes"
 	"crypto/rand"
+
+	"github.com/thinpool/thinpool/thinpool/internal/btree"
 )
 
 // superblock is the root of the pool: where everything else is.
@@ -27,6 +29,14 @@ type superblock struct {
 	ckptOffset   uint64   // checkpoint offset, relative to metaOffset
 	ckptLen      uint64   // checkpoint length in bytes
 	created      int64    // pool creation time, Unix nanoseconds
+
+	// Format 3 only (the checkpoint fields above are zero).
+	devRoot btree.Ref // the device tree
+	dsRoot  btree.Ref // the data space map
+	nrNodes uint64    // metadata nodes after the journal
+	seed    uint64    // checksum seed of the nodes
+	tid     uint64    // last transaction the trees hold
+	nextID  DevID     // lowest device id never used
 }
 
 func (s *superblock) encode() []byte {
@@ -48,6 +58,17 @@ func (s *superblock) encode() []byte {
 	e.u64(s.ckptLen)
 	e.u64(uint64(s.created))
 	e.u32(0) // reserved
+	if s.version >= formatV3 {
+		e.u64(uint64(s.devRoot.ID))
+		e.u64(s.devRoot.Gen)
+		e.u64(uint64(s.dsRoot.ID))
+		e.u64(s.dsRoot.Gen)
+		e.u64(s.nrNodes)
+		e.u64(s.seed)
+		e.u64(s.tid)
+		e.u32(uint32(s.nextID))
+		e.u32(0) // reserved
+	}
 	e.u32(crc(e.b))
 	return append(e.b, make([]byte, metaSectorSize-len(e.b))...)
 }
@@ -61,14 +82,21 @@ func decodeSuperblock(b []byte, off int64) (*superblock, error) {
 	if !bytes.Equal(b[:8], []byte(superMagic)) {
 		return nil, corruptf(off, "bad superblock magic")
 	}
-	if got, want := crc(b[:superblockSize-4]), le.Uint32(b[superblockSize-4:]); got != want {
+	v := le.Uint32(b[8:])
+	if v < formatV1 || v > formatV3 {
+		return nil, corruptf(off, "unsupported format version %d (this thinpool reads %d to %d)", v, formatV1, formatV3)
+	}
+	size := superblockSize
+	if v >= formatV3 {
+		size = superblockV3Size
+	}
+	if len(b) < size {
+		return nil, corruptf(off, "short superblock")
+	}
+	if got, want := crc(b[:size-4]), le.Uint32(b[size-4:]); got != want {
 		return nil, corruptf(off, "superblock crc")
 	}
-	d := decoder{b: b[:superblockSize], off: 8}
-	v := d.u32()
-	if v < formatV1 || v > formatVersion {
-		return nil, corruptf(off, "unsupported format version %d (this thinpool reads %d to %d)", v, formatV1, formatVersion)
-	}
+	d := decoder{b: b[:size], off: 12}
 	if d.u32() != 0 {
 		return nil, corruptf(off, "unknown superblock flags")
 	}
@@ -90,6 +118,14 @@ func decodeSuperblock(b []byte, off int64) (*superblock, error) {
 	s.created = int64(d.u64())
 	if d.u32() != 0 {
 		return nil, corruptf(off, "superblock reserved field")
+	}
+	if v >= formatV3 {
+		s.devRoot = btree.Ref{ID: btree.NodeID(d.u64()), Gen: d.u64()}
+		s.dsRoot = btree.Ref{ID: btree.NodeID(d.u64()), Gen: d.u64()}
+		s.nrNodes, s.seed, s.tid, s.nextID = d.u64(), d.u64(), d.u64(), DevID(d.u32())
+		if d.u32() != 0 {
+			return nil, corruptf(off, "superblock reserved field")
+		}
 	}
 	if err := s.validate(); err != nil {
 		return nil, corruptf(off, "superblock: %v", err)
@@ -118,6 +154,8 @@ func (s *superblock) validate() error {
 		return formatError("bad data offset")
 	case s.nrDataBlocks == 0 || s.nrDataBlocks > maxDataBlocks || s.nrDataBlocks > maxDataBytes/uint64(s.blockSize):
 		return formatError("bad data block count")
+	case s.version >= formatV3:
+		return s.validateV3()
 	case s.ckptOffset > s.metaSize || s.ckptLen > s.metaSize ||
 		s.ckptOffset < s.journalSize || s.ckptOffset%metaSectorSize != 0 ||
 		s.ckptLen < ckptHeaderSize || s.ckptOffset+s.ckptLen > s.metaSize:
@@ -125,6 +163,24 @@ func (s *superblock) validate() error {
 	}
 	return nil
 }
+
+// validateV3 checks the fields of a v3 superblock.
+func (s *superblock) validateV3() error {
+	switch {
+	case s.ckptOffset != 0 || s.ckptLen != 0:
+		return formatError("checkpoint location in a v3 superblock")
+	case s.nrNodes != (s.metaSize-s.journalSize)/metaSectorSize:
+		return formatError("bad metadata node count")
+	case s.devRoot.ID == 0 || s.dsRoot.ID == 0 || s.devRoot.Gen > s.generation || s.dsRoot.Gen > s.generation:
+		return formatError("bad tree roots")
+	case s.nextID == 0:
+		return formatError("bad next device id")
+	}
+	return nil
+}
+
+// nodesOff is the file offset of metadata node 0 (format 3).
+func (s *superblock) nodesOff() int64 { return int64(s.metaOffset + s.journalSize) }
 
 // fileSize is the size of a pool file with this layout.
 func (s *superblock) fileSize() int64 {

@@ -12,9 +12,13 @@ import (
 // them. Pool.mu is not enough: readers hold it shared, and reading a node
 // changes the store's cache.
 type trees struct {
-	mu sync.Mutex
-	s  *btree.Store
-	ds *btree.DataSpace
+	mu   sync.Mutex
+	s    *btree.Store
+	ds   *btree.DataSpace
+	devs *btree.Devices
+	// gone are the devices deleted since the last checkpoint, whose
+	// entries it removes from devs.
+	gone []DevID
 }
 
 // treeMap is format 3's devMap: a device's mapping tree.
@@ -141,8 +145,12 @@ func newTreeState(blockSize, nrBlocks uint64, store *btree.Store) (*state, error
 	if err != nil {
 		return nil, err
 	}
+	devs, err := btree.NewDevices(store)
+	if err != nil {
+		return nil, err
+	}
 	s := newState(blockSize, nrBlocks)
-	s.trees = &trees{s: store, ds: ds}
+	s.trees = &trees{s: store, ds: ds, devs: devs}
 	s.refs = treeCounts{s.trees}
 	return s, nil
 }

@@ -2,6 +2,7 @@ package thinpool
 
 import (
 	"github.com/thinpool/thinpool/extent"
+	"github.com/thinpool/thinpool/thinpool/internal/btree"
 )
 
 // Usage describes how full a pool is. Block counts are in data blocks.
@@ -55,9 +56,6 @@ func (p *Pool) usageLocked(journal int64) Usage {
 		FreeBlocks:      p.free.Blocks(),
 		MetadataSize:    int64(p.sb.metaSize),
 		MetadataReserve: int64(p.sb.metaReserve),
-		MetadataUsed:    int64(p.sb.ckptLen) + journal,
-		MetadataLimit:   int64(p.checkpointCap()),
-		MetadataState:   int64(p.st.checkpointSize()),
 		Devices:         len(p.st.devs),
 		TransactionID:   p.st.tid,
 		Generation:      p.sb.generation,
@@ -65,6 +63,22 @@ func (p *Pool) usageLocked(journal int64) Usage {
 		DataOffset:      int64(p.sb.dataOffset),
 	}
 	u.PendingBlocks = u.DataBlocks - u.UsedBlocks - u.FreeBlocks
+	if t := p.st.trees; t != nil {
+		// Format 3: the metadata in use is the nodes in use; the limit is
+		// the node area less the reserve a change must find free.
+		t.mu.Lock()
+		used := int64(t.s.Nodes()-t.s.FreeNodes()) * btree.NodeSize
+		u.MetadataLimit = int64(t.s.Nodes()-nodesPerChange) * btree.NodeSize
+		t.mu.Unlock()
+		u.MetadataUsed, u.MetadataState = used+journal, used
+		if end, err := p.st.usedEnd(); err == nil { // a read error shows on the next change
+			u.HighestUsed = uint64(end)
+		}
+		return u
+	}
+	u.MetadataUsed = int64(p.sb.ckptLen) + journal
+	u.MetadataLimit = int64(p.checkpointCap())
+	u.MetadataState = int64(p.st.checkpointSize())
 	if r, ok := p.st.memRefs().Last(); ok {
 		u.HighestUsed = uint64(r.End())
 	}

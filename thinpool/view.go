@@ -39,7 +39,22 @@ func (p *Pool) View() (*View, error) {
 	maps := make([]*extent.Map, 0, len(p.st.devs))
 	for _, d := range p.st.devs {
 		v.Devices = append(v.Devices, DeviceView{DeviceInfo: p.info(d)})
-		maps = append(maps, d.mem().Clone())
+		if p.st.trees == nil {
+			maps = append(maps, d.mem().Clone())
+			continue
+		}
+		// Format 3 reads the mappings under the lock for now; sharing the
+		// roots (IncRoot) and reading after would not stop the pool.
+		m := extent.NewMap()
+		if err := d.m.Ascend(func(e extent.Mapping) bool {
+			m.AppendSorted(e)
+			return true
+		}); err != nil {
+			p.mu.RUnlock()
+			p.syncMu.Unlock()
+			return nil, err
+		}
+		maps = append(maps, m)
 	}
 	p.mu.RUnlock()
 	p.syncMu.Unlock()
