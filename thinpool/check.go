@@ -254,7 +254,7 @@ func (p *Pool) Repair() (*CheckReport, error) {
 		return true
 	})
 	if grow := (computed.Len() - p.st.memRefs().Len()) * refRunSize; grow > 0 {
-		if err := p.admit(grow); err != nil {
+		if err := p.admit(grow, 0); err != nil {
 			p.mu.Unlock()
 			p.ioGate.Unlock()
 			p.syncMu.Unlock()

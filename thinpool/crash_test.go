@@ -227,6 +227,9 @@ type crashRun struct {
 	steps   int    // steps run
 	gen     uint32 // last write generation
 	writers uint32 // last writer id
+	// format is the FormatVersion of the pools create makes when its
+	// options name none.
+	format  int
 	buf     []byte // for writes
 	after   *model // while a metadata call runs: the model if it succeeds
 	dataOff int64  // start of the data area, once the pool is created
@@ -330,6 +333,7 @@ func (r *crashRun) crashAlts() []*model {
 
 func (r *crashRun) create(o thinpool.Options) {
 	r.t.Helper()
+	o.FormatVersion = cmp.Or(o.FormatVersion, r.format)
 	bs := cmp.Or(o.BlockSize, thinpool.DefaultBlockSize)
 	meta := cmp.Or(o.MetadataSize, thinpool.DefaultMetadataSize(o.DataSize, bs))
 	r.meta("create pool", func(m *model) {
@@ -1079,11 +1083,25 @@ func recoveryCrash(t testing.TB, mem *faultfile.Mem, alts []*model, what string,
 // and at crashSamples operations sampled along the way. The crash mode
 // alternates between seeds.
 func TestCrashRandomWorkload(t *testing.T) {
-	const crashSamples = 4
-	iters := crashIters(t, crashRandomIters)
-	if testing.Short() && os.Getenv("THINPOOL_CRASH_ITERS") == "" {
-		iters = 10
+	forEachFormat(t, func(t *testing.T, format int) {
+		iters := crashIters(t, crashRandomIters)
+		if testing.Short() && os.Getenv("THINPOOL_CRASH_ITERS") == "" {
+			iters = 10
+		}
+		crashRandomWorkload(t, format, iters)
+	})
+}
+
+// forEachFormat runs fn as a subtest for each on-disk format the engine
+// writes: 2 (the default) and 3 (B+trees, opt-in).
+func forEachFormat(t *testing.T, fn func(t *testing.T, format int)) {
+	for _, format := range []int{2, 3} {
+		t.Run(fmt.Sprintf("format=%d", format), func(t *testing.T) { fn(t, format) })
 	}
+}
+
+func crashRandomWorkload(t *testing.T, format, iters int) {
+	const crashSamples = 4
 	for it := range iters {
 		seed := uint64(it)
 		workload := randomWorkload(seed)
@@ -1094,6 +1112,7 @@ func TestCrashRandomWorkload(t *testing.T) {
 		var samples []crashSample
 		f := faultfile.Wrap(faultfile.NewMem(), sampler(&r, rng, crashSamples, &samples, nil))
 		r = newCrashRun(t, f)
+		r.format = format
 		workload(r)
 		alts := r.finish()
 		ops := f.Ops()
@@ -1113,6 +1132,7 @@ func TestCrashRandomWorkload(t *testing.T) {
 		at := rng.IntN(ops)
 		f = faultfile.Wrap(faultfile.NewMem(), faultfile.OnIndex(at))
 		r = newCrashRun(t, f)
+		r.format = format
 		workload(r)
 		alts = r.finish()
 		crash(f, mode, seed)

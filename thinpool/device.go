@@ -158,7 +158,7 @@ func (p *Pool) create(kind opKind, meta *devMeta, origin *device) (*Thin, error)
 		p.mu.Unlock()
 		return nil, err
 	}
-	if err := p.admit(extra); err != nil {
+	if err := p.admit(extra, 0); err != nil {
 		p.mu.Unlock()
 		return nil, err
 	}
@@ -189,7 +189,7 @@ func (p *Pool) Delete(name string) error {
 	}
 	if err == nil {
 		// Dropping references can split reference runs (M1).
-		err = p.admit(entries(d.m)*growSegment - entries(d.m)*mappingSize - d.meta.encodedSize())
+		err = p.admit(entries(d.m)*growSegment-entries(d.m)*mappingSize-d.meta.encodedSize(), 0)
 	}
 	if err == nil {
 		err = p.applyLocked(op{kind: opDelete, dev: d.meta.id})
@@ -213,7 +213,7 @@ func (p *Pool) update(name string, change func(*devMeta) error) error {
 	}
 	m := d.meta.clone()
 	if err = change(m); err == nil {
-		err = p.admit(m.encodedSize() - d.meta.encodedSize())
+		err = p.admit(m.encodedSize()-d.meta.encodedSize(), 0)
 	}
 	if err == nil {
 		err = p.applyLocked(op{kind: opUpdate, dev: m.id, meta: m})

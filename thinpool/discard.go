@@ -42,7 +42,7 @@ func (t *Thin) unmap(off, n int64) (v0, v1 int64, err error) {
 	if segments == 0 {
 		return v0, v1, nil
 	}
-	if err := p.admit(growUnmap + segments*growSegment); err != nil {
+	if err := p.admit(growUnmap+segments*growSegment, segments); err != nil {
 		return 0, 0, err
 	}
 	return v0, v1, p.applyLocked(op{kind: opUnmap, dev: d.meta.id, v: extent.VBlock(v0), n: uint64(v1 - v0)})

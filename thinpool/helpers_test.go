@@ -2,6 +2,7 @@ package thinpool
 
 import (
 	"bytes"
+	"fmt"
 	"path/filepath"
 	"testing"
 )
@@ -99,4 +100,12 @@ func pattern(seed byte, n int) []byte {
 		b[i] = seed + byte(i*7+i/251)
 	}
 	return b
+}
+
+// forEachFormat runs fn as a subtest for each on-disk format the engine
+// writes: 2 (the default) and 3 (B+trees, opt-in).
+func forEachFormat(t *testing.T, fn func(t *testing.T, format int)) {
+	for _, format := range []int{formatVersion, formatV3} {
+		t.Run(fmt.Sprintf("format=%d", format), func(t *testing.T) { fn(t, format) })
+	}
 }

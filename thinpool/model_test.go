@@ -233,6 +233,7 @@ type modelConfig struct {
 	maxDevBlocks int64 // largest device created, in blocks
 	maxDevs      int   // most live devices
 	verifyEvery  int   // verify everything every this many operations
+	format       int   // Options.FormatVersion
 }
 
 // modelDev is the model of one thin device.
@@ -296,7 +297,7 @@ func newModelHarness(t testing.TB, cfg modelConfig, c chooser, seed uint64) *mod
 	h := &modelHarness{t: t, cfg: cfg, c: c, payload: rand.NewChaCha8(key), store: newPageStore(),
 		devs: map[DevID]*modelDev{}, nextID: 1, stats: map[string]int{}, dropped: map[uint64]bool{}}
 	h.file = h.store.open()
-	p, err := CreateFile(h.file, Options{DataSize: cfg.dataBlocks * DefaultBlockSize})
+	p, err := CreateFile(h.file, Options{DataSize: cfg.dataBlocks * DefaultBlockSize, FormatVersion: cfg.format})
 	if err != nil {
 		t.Fatalf("create pool: %v", err)
 	}
@@ -1296,12 +1297,19 @@ func modelRuns(t *testing.T) (seeds, ops int) {
 // of 256 blocks (even seeds) and one of 64 that runs out of space often (odd
 // seeds). THINPOOL_MODEL_NOCRASH=1 leaves out crash recovery.
 func TestModel(t *testing.T) {
+	forEachFormat(t, testModel)
+}
+
+func testModel(t *testing.T, format int) {
 	seeds, ops := modelRuns(t)
+	if format == formatV3 && (testing.Short() || raceEnabled) {
+		seeds = max(seeds/2, 2)
+	}
 	var noSpace, crashes atomic.Int64
 	t.Run("seeds", func(t *testing.T) {
 		for seed := range uint64(seeds) {
 			cfg := modelConfig{noCrash: os.Getenv("THINPOOL_MODEL_NOCRASH") != "",
-				dataBlocks: 256, maxDevBlocks: 40, maxDevs: 10, verifyEvery: 6}
+				dataBlocks: 256, maxDevBlocks: 40, maxDevs: 10, verifyEvery: 6, format: format}
 			if seed%2 == 1 {
 				cfg.dataBlocks = 64
 			}

@@ -509,11 +509,13 @@ const (
 	growSnapshot = mappingSize + 2*refRunSize // per extent of the origin
 )
 
-// admit returns ErrMetadataFull if the state cannot grow by extra bytes.
-// Called with mu held.
-func (p *Pool) admit(extra int) error {
+// admit returns ErrMetadataFull if the state cannot grow by extra bytes
+// (format 2) or if the trees might not find the nodes for a change that
+// maps or unmaps runs runs and adds extra bytes of device records (format
+// 3). Called with mu held.
+func (p *Pool) admit(extra, runs int) error {
 	if p.st.trees != nil {
-		return p.admitNodes(extra)
+		return p.admitNodes(extra, runs)
 	}
 	if p.st.checkpointSize()+extra+metaSectorSize > p.checkpointCap() {
 		return fmt.Errorf("%w: %d bytes of metadata would exceed the limit of %d", ErrMetadataFull, p.st.checkpointSize()+extra, p.checkpointCap())

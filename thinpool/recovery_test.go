@@ -312,13 +312,15 @@ func doubleCrashIters(t *testing.T, def int) int {
 // process may have committed, with any of either process's unsynced
 // writes, or the second process's last metadata change.
 func TestCrashDoubleRandom(t *testing.T) {
-	for it := range doubleCrashIters(t, doubleCrashSeeds) {
-		t.Run(fmt.Sprintf("seed=%d", it), func(t *testing.T) { doubleCrash(t, uint64(it)) })
-	}
+	forEachFormat(t, func(t *testing.T, format int) {
+		for it := range doubleCrashIters(t, doubleCrashSeeds) {
+			t.Run(fmt.Sprintf("seed=%d", it), func(t *testing.T) { doubleCrash(t, format, uint64(it)) })
+		}
+	})
 }
 
 // doubleCrash runs one seed of TestCrashDoubleRandom.
-func doubleCrash(t *testing.T, seed uint64) {
+func doubleCrash(t *testing.T, format int, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 0xdead))
 	var r *crashRun
 	afterMeta := false
@@ -336,6 +338,7 @@ func doubleCrash(t *testing.T, seed uint64) {
 		return false
 	}))
 	r = newCrashRun(t, f)
+	r.format = format
 	smallWorkload(r, seed)
 	for _, smp := range slices.Concat(anyOp, syncOp) {
 		recoverAndCrash(t, r, smp, rng, fmt.Sprintf("seed %d, the process dies (%s)", seed, smp.what))

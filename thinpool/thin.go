@@ -361,7 +361,7 @@ func (p *Pool) allocate(d *device, pieces []piece, need uint64) ([]piece, error)
 			hint = r.End()
 		}
 	}
-	if err := p.admit(len(out) * growMap); err != nil {
+	if err := p.admit(len(out)*growMap, len(out)); err != nil {
 		for _, pc := range out {
 			if pc.kind != pieceInPlace {
 				_ = p.free.Add(pc.new, pc.n)

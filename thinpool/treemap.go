@@ -84,6 +84,14 @@ func (m treeMap) Unshare(v extent.VBlock, n uint64) error {
 	return m.m.Unshare(v, n)
 }
 
+// ascendShared calls fn with every extent and whether its leaf is shared
+// (btree.Mapping.AscendShared).
+func (m treeMap) ascendShared(fn func(extent.Mapping, bool) bool) error {
+	m.t.mu.Lock()
+	defer m.t.mu.Unlock()
+	return m.m.AscendShared(fn)
+}
+
 // snapshot returns a map that shares m's root: O(1).
 func (m treeMap) snapshot() (treeMap, error) {
 	m.t.mu.Lock()

@@ -185,11 +185,11 @@ const (
 	nodesPerRun    = 24
 )
 
-// admitNodes is admit for format 3: extra is format 2's estimate in bytes,
-// which counts mapped runs in units of growMap. Called with mu held.
-func (p *Pool) admitNodes(extra int) error {
+// admitNodes is admit for format 3: a record's extra bytes go to blobs.
+// Called with mu held.
+func (p *Pool) admitNodes(extra, runs int) error {
 	t := p.st.trees
-	need := uint64(nodesPerChange + len(p.st.devs) + max(extra, 0)/growMap*nodesPerRun)
+	need := uint64(nodesPerChange + len(p.st.devs) + runs*nodesPerRun + max(extra, 0)/btree.NodeSize)
 	t.mu.Lock()
 	free := t.s.FreeNodes()
 	t.mu.Unlock()

@@ -105,13 +105,29 @@ func (t *Thin) Usage() (DeviceUsage, error) {
 	}
 	u := DeviceUsage{Mapped: t.d.m.Blocks()}
 	var ms []extent.Mapping
-	if err := t.d.m.Ascend(func(m extent.Mapping) bool {
-		ms = append(ms, m)
-		return true
-	}); err != nil {
+	var err error
+	if tm, ok := t.d.m.(treeMap); ok {
+		// Format 3: the blocks of a leaf that a snapshot shares keep count
+		// 1 until the leaf is copied.
+		err = tm.ascendShared(func(m extent.Mapping, shared bool) bool {
+			u.Extents++
+			if shared {
+				u.Shared += m.Len
+			} else {
+				ms = append(ms, m)
+			}
+			return true
+		})
+	} else {
+		err = t.d.m.Ascend(func(m extent.Mapping) bool {
+			u.Extents++
+			ms = append(ms, m)
+			return true
+		})
+	}
+	if err != nil {
 		return DeviceUsage{}, err
 	}
-	u.Extents = len(ms)
 	for _, m := range ms {
 		if err := p.st.refs.Runs(m.P, m.Len, func(r extent.RefRun) bool {
 			if r.Count > 1 {

@@ -293,6 +293,18 @@ func (m *Mapping) Ascend(fn func(extent.Mapping) bool) error {
 	})
 }
 
+// AscendShared calls fn with every extent in virtual order, and whether its
+// leaf is shared with another mapping (a snapshot that has not changed
+// it), until fn returns false. An extent of an unshared leaf may still
+// share pool blocks: their counts in the data space map say so. fn must not
+// change m.
+func (m *Mapping) AscendShared(fn func(e extent.Mapping, shared bool) bool) error {
+	return m.t.AscendShared(func(k uint64, v []byte, shared bool) bool {
+		e, _ := decodeExtent(k, v)
+		return fn(e, shared)
+	})
+}
+
 // AscendFrom calls fn with every extent that ends after v, in order, until
 // fn returns false. fn must not change m.
 func (m *Mapping) AscendFrom(v extent.VBlock, fn func(extent.Mapping) bool) error {

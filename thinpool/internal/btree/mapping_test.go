@@ -230,6 +230,18 @@ func (w *world) checkUnshare() int {
 	id := ids[w.rng.IntN(len(ids))]
 	v := extent.VBlock(w.rng.Uint64N(w.vspace))
 	n := min(1+w.rng.Uint64N(64), w.vspace-uint64(v))
+	// Before Unshare, AscendShared says which blocks another device maps:
+	// those of a shared leaf, or with a count above 1.
+	w.fatal(w.devs[id].AscendShared(func(e extent.Mapping, leafShared bool) bool {
+		for b := e.P; b < e.PEnd(); b++ {
+			c, err := w.ds.Get(b)
+			w.fatal(err)
+			if got, want := leafShared || c > 1, w.mappedElsewhere(id, b); got != want {
+				w.t.Fatalf("device %d block %d: AscendShared says shared %v (count %d), want %v", id, b, leafShared, c, want)
+			}
+		}
+		return true
+	}))
 	w.fatal(w.devs[id].Unshare(v, n))
 	shared := 0
 	w.model[id].Lookup(v, n, func(s extent.Segment) bool {
@@ -237,16 +249,7 @@ func (w *world) checkUnshare() int {
 			return true
 		}
 		for b := s.P; b < s.P+extent.PBlock(s.Len); b++ {
-			others := false
-			for oid, om := range w.model {
-				if oid == id {
-					continue
-				}
-				om.Ascend(func(e extent.Mapping) bool {
-					others = others || (b >= e.P && b < e.PEnd())
-					return !others
-				})
-			}
+			others := w.mappedElsewhere(id, b)
 			c, err := w.ds.Get(b)
 			w.fatal(err)
 			if (c > 1) != others {
@@ -259,4 +262,19 @@ func (w *world) checkUnshare() int {
 		return true
 	})
 	return shared
+}
+
+// mappedElsewhere reports whether a device other than id maps pool block b.
+func (w *world) mappedElsewhere(id int, b extent.PBlock) bool {
+	others := false
+	for oid, om := range w.model {
+		if oid == id {
+			continue
+		}
+		om.Ascend(func(e extent.Mapping) bool {
+			others = others || (b >= e.P && b < e.PEnd())
+			return !others
+		})
+	}
+	return others
 }

@@ -130,6 +130,41 @@ func (t *Tree) ascend(n *node, from uint64, fn func(uint64, []byte) bool) (bool,
 	return true, nil
 }
 
+// AscendShared is Ascend from 0 that also says, for each entry, whether its
+// leaf is shared: some node on the path from the root to it has a count
+// above 1, so another root reaches the entry too. fn must not change the
+// tree.
+func (t *Tree) AscendShared(fn func(k uint64, v []byte, shared bool) bool) error {
+	n, err := t.s.get(t.root, t.kind, -1)
+	if err != nil {
+		return err
+	}
+	_, err = t.ascendShared(n, false, fn)
+	return err
+}
+
+func (t *Tree) ascendShared(n *node, shared bool, fn func(uint64, []byte, bool) bool) (bool, error) {
+	shared = shared || t.s.counts[n.id] > 1
+	if n.leaf() {
+		for i := range n.nr() {
+			if !fn(n.keys[i], n.val(i), shared) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	for i := range n.nr() {
+		c, err := t.child(n, i)
+		if err != nil {
+			return false, err
+		}
+		if more, err := t.ascendShared(c, shared, fn); !more || err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
 // shadow returns a node that may be changed in place of n, which parent
 // (or the root) references: n itself if only one reference reaches it and
 // the open generation allocated it; otherwise a copy. The caller points
