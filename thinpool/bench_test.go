@@ -811,3 +811,111 @@ func BenchmarkOpen(b *testing.B) {
 func msPerOp(b *testing.B) float64 {
 	return float64(b.Elapsed().Nanoseconds()) / 1e6 / float64(b.N)
 }
+
+// BenchmarkSnapshotScale (issue 13) times a snapshot of an origin of 20,000
+// extents (every other 64 KiB block of 2.5 GiB, written in random order)
+// when N snapshots of it exist already, in format 2 and format 3. Data
+// writes are dropped (metaOnlyFile). One op is a batch of 10 snapshots
+// (each commits); then, outside the timer, the batch is deleted and a
+// Checkpoint, Close and Open are timed once. The metadata area is 4 GiB
+// (sparse), so that format 2's whole-state checkpoint of 1000 snapshots
+// (about 480 MB) fits.
+//
+//	ns/snapshot     time per snapshot, its commit included
+//	ms/checkpoint   one Checkpoint with N+1 snapshots
+//	meta-bytes      Usage.MetadataUsed after that checkpoint (format 3:
+//	                nodes in use, counting the two page slots of every
+//	                group whether written or not)
+//	file-bytes      space the pool file takes on the host (data writes
+//	                are dropped, so: the metadata written, journal included)
+//	ms/open         OpenFile of the closed pool
+func BenchmarkSnapshotScale(b *testing.B) {
+	const (
+		nmapped  = 20_000
+		devSize  = 2 * nmapped * blockSize
+		dataSize = devSize + 64*mib
+		batch    = 10
+	)
+	for _, format := range []int{2, 3} {
+		for _, n := range []int{10, 100, 1000} {
+			b.Run(fmt.Sprintf("format=%d/snapshots=%d", format, n), func(b *testing.B) {
+				path := filepath.Join(b.TempDir(), "pool")
+				osf, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+				if err != nil {
+					b.Fatal(err)
+				}
+				f := &metaOnlyFile{plainFile: plainFile{osf}, dataOff: math.MaxInt64}
+				p, err := thinpool.CreateFile(f, thinpool.Options{DataSize: dataSize, MetadataSize: 4 * gib, FormatVersion: format})
+				if err != nil {
+					b.Fatal(err)
+				}
+				f.dataOff = p.Usage().DataOffset
+				o := createThin(b, p, "origin", devSize)
+				buf := make([]byte, blockSize)
+				for i, v := range rand.New(rand.NewPCG(7, 8)).Perm(nmapped) {
+					if _, err := o.WriteAt(buf, 2*int64(v)*blockSize); err != nil {
+						b.Fatal(err)
+					}
+					if i%4096 == 4095 {
+						if err := p.Sync(); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				for i := range n {
+					snapshot(b, p, "origin", fmt.Sprint("old", i), true)
+				}
+				if err := p.Checkpoint(); err != nil {
+					b.Fatal(err)
+				}
+				k := 0
+				for b.Loop() {
+					for range batch {
+						snapshot(b, p, "origin", fmt.Sprint("s", k), true)
+						k++
+					}
+					b.StopTimer()
+					for i := k - batch; i < k; i++ {
+						if err := p.Delete(fmt.Sprint("s", i)); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.StartTimer()
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(k), "ns/snapshot")
+				snapshot(b, p, "origin", "last", true)
+				start := time.Now()
+				if err := p.Checkpoint(); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "ms/checkpoint")
+				b.ReportMetric(float64(p.Usage().MetadataUsed), "meta-bytes")
+				var st unix.Stat_t
+				if err := unix.Stat(path, &st); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(st.Blocks*512), "file-bytes")
+				if err := p.Close(); err != nil {
+					b.Fatal(err)
+				}
+				osf, err = os.OpenFile(path, os.O_RDWR, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				f = &metaOnlyFile{plainFile: plainFile{osf}, dataOff: f.dataOff}
+				start = time.Now()
+				q, err := thinpool.OpenFile(f)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "ms/open")
+				if got := len(q.Devices()); got != n+2 {
+					b.Fatalf("reopened pool has %d devices, want %d", got, n+2)
+				}
+				if err := q.Close(); err != nil {
+					b.Fatal(err)
+				}
+			})
+		}
+	}
+}

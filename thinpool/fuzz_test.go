@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/thinpool/thinpool/extent"
+	"github.com/thinpool/thinpool/thinpool/internal/btree"
 )
 
 // allocated returns about how many bytes fn allocates on the heap. Large
@@ -103,10 +104,24 @@ func FuzzSuperblock(f *testing.F) {
 		f.Add(sb.encode(), false)
 	}
 	f.Add(make([]byte, superblockSize), true)
+	v3, err := layout(Options{DataSize: 1 << 30, FormatVersion: formatV3})
+	if err != nil {
+		f.Fatal(err)
+	}
+	v3.devRoot, v3.dsRoot = btree.Ref{ID: 3, Gen: 1}, btree.Ref{ID: 4, Gen: 1}
+	f.Add(v3.encode(), false)
+	f.Add(v3.encode()[:superblockV3Size], true)
+	// encodedSize is the size a superblock of b's version encodes to.
+	encodedSize := func(b []byte) int {
+		if len(b) >= 12 && le.Uint32(b[8:]) >= formatV3 {
+			return superblockV3Size
+		}
+		return superblockSize
+	}
 	f.Fuzz(func(t *testing.T, b []byte, fixCRC bool) {
-		if fixCRC && len(b) >= superblockSize {
+		if n := encodedSize(b); fixCRC && len(b) >= n {
 			b = bytes.Clone(b)
-			le.PutUint32(b[superblockSize-4:], crc(b[:superblockSize-4]))
+			le.PutUint32(b[n-4:], crc(b[:n-4]))
 		}
 		var sb *superblock
 		var err error
@@ -120,8 +135,8 @@ func FuzzSuperblock(f *testing.F) {
 		if err := sb.validate(); err != nil {
 			t.Fatalf("accepted superblock does not validate: %v", err)
 		}
-		if got := sb.encode(); !bytes.Equal(got[:superblockSize], b[:superblockSize]) {
-			t.Fatalf("superblock re-encodes differently:\n got %x\nwant %x", got[:superblockSize], b[:superblockSize])
+		if n := encodedSize(b); !bytes.Equal(sb.encode()[:n], b[:n]) {
+			t.Fatalf("superblock re-encodes differently:\n got %x\nwant %x", sb.encode()[:n], b[:n])
 		}
 	})
 }

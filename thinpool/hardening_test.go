@@ -19,10 +19,12 @@ import (
 // devices for their id. Under -race it fails if any of these reads pool or
 // device state that another replaces without the lock (the superblock
 // during a checkpoint, a device record during Rename or SetLabels).
-func TestRaceIOAgainstCommits(t *testing.T) {
+func TestRaceIOAgainstCommits(t *testing.T) { forEachFormat(t, raceIOAgainstCommits) }
+
+func raceIOAgainstCommits(t *testing.T, format int) {
 	const blk = DefaultBlockSize
 	store := newPageStore()
-	p, err := CreateFile(store.open(), Options{DataSize: 256 * blk})
+	p, err := CreateFile(store.open(), Options{DataSize: 256 * blk, FormatVersion: format})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,9 @@ func TestReadAtHugeOffset(t *testing.T) {
 // TestConcurrentGrow races two Grows (and two GrowMetadatas) from the same
 // size: the larger must win whatever the order, the pool must never shrink,
 // and it must reopen with the size it reports.
-func TestConcurrentGrow(t *testing.T) {
+func TestConcurrentGrow(t *testing.T) { forEachFormat(t, concurrentGrow) }
+
+func concurrentGrow(t *testing.T, format int) {
 	const blk = DefaultBlockSize
 	rounds := 150
 	if testing.Short() {
@@ -157,7 +161,7 @@ func TestConcurrentGrow(t *testing.T) {
 	}
 	for i := range rounds {
 		store := newPageStore()
-		p, err := CreateFile(store.open(), Options{DataSize: 16 * blk, MetadataSize: 1 << 20})
+		p, err := CreateFile(store.open(), Options{DataSize: 16 * blk, MetadataSize: 1 << 20, FormatVersion: format})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -306,10 +310,12 @@ func readFile(t testing.TB, s *pageStore, off int64, n int) []byte {
 // TestRaceIOAgainstClose closes the pool while reads and writes run: each
 // either completes or fails with ErrClosed, and -race sees no unlocked
 // access to what Close's final checkpoint changes.
-func TestRaceIOAgainstClose(t *testing.T) {
+func TestRaceIOAgainstClose(t *testing.T) { forEachFormat(t, raceIOAgainstClose) }
+
+func raceIOAgainstClose(t *testing.T, format int) {
 	const blk = DefaultBlockSize
 	for round := range 20 {
-		p, err := CreateFile(newPageStore().open(), Options{DataSize: 64 * blk})
+		p, err := CreateFile(newPageStore().open(), Options{DataSize: 64 * blk, FormatVersion: format})
 		if err != nil {
 			t.Fatal(err)
 		}
