@@ -45,6 +45,14 @@
 //   - C2: a write also copies a block that lost a reference since the last
 //     commit (it was shared when that transaction committed): after a crash
 //     the other device maps it again.
+//
+// In format 3 (docs/metadata-v3.md) a block's count is the number of
+// mapping-tree leaves that map it (N2), so a snapshot leaves its origin's
+// blocks at count 1 until a leaf is copied: the write path first unshares
+// the leaves of the range it writes (devMap.Unshare), then applies C1 to
+// the counts; and a delete marks every block the device mapped for C2,
+// since dropping a tree does not lower the counts of leaves another device
+// still shares.
 //   - D1: data reaches the disk before the metadata that maps it.
 //   - R1: a block freed in a transaction is not reused before that
 //     transaction is committed.

@@ -485,10 +485,20 @@ func (p *Pool) log(o op) {
 // applyLocked applies o to the state and logs it. Called with mu held.
 func (p *Pool) applyLocked(o op) error {
 	if err := p.st.apply(&o, func(r extent.Run) { p.pending = append(p.pending, r) }); err != nil {
+		p.failOnTree(err)
 		return err
 	}
 	p.log(o)
 	return nil
+}
+
+// failOnTree puts the pool in the failed state if err is an error of
+// format 3's trees, which may have left a tree half changed. Called with
+// mu held.
+func (p *Pool) failOnTree(err error) {
+	if te := (*treeError)(nil); errors.As(err, &te) && p.failed == nil {
+		p.failed = err
+	}
 }
 
 // checkpointCap is the largest checkpoint the metadata area always has room

@@ -241,6 +241,7 @@ func (t *Thin) plan(off, n int64) ([]piece, *cell, error) {
 		}
 		pieces, need, err := t.classify(off, n)
 		if err != nil {
+			p.failOnTree(err)
 			p.mu.Unlock()
 			return nil, nil, err
 		}

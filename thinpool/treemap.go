@@ -21,6 +21,22 @@ type trees struct {
 	gone []DevID
 }
 
+// treeError is an error of the trees (reading a node, or no free node). A
+// change that fails with one may have left a tree half changed, so the pool
+// fails: the next checkpoint must not write it.
+type treeError struct{ err error }
+
+func (e *treeError) Error() string { return e.err.Error() }
+func (e *treeError) Unwrap() error { return e.err }
+
+// wrapTree wraps an error of the trees in a treeError.
+func wrapTree(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &treeError{err}
+}
+
 // treeMap is format 3's devMap: a device's mapping tree.
 type treeMap struct {
 	t *trees
@@ -38,19 +54,20 @@ func (m treeMap) Blocks() uint64 {
 func (m treeMap) Lookup(v extent.VBlock, n uint64, fn func(extent.Segment) bool) error {
 	m.t.mu.Lock()
 	defer m.t.mu.Unlock()
-	return m.m.Lookup(v, n, fn)
+	return wrapTree(m.m.Lookup(v, n, fn))
 }
 
 func (m treeMap) Ascend(fn func(extent.Mapping) bool) error {
 	m.t.mu.Lock()
 	defer m.t.mu.Unlock()
-	return m.m.Ascend(fn)
+	return wrapTree(m.m.Ascend(fn))
 }
 
 func (m treeMap) Last() (extent.Mapping, bool, error) {
 	m.t.mu.Lock()
 	defer m.t.mu.Unlock()
-	return m.m.Last()
+	e, ok, err := m.m.Last()
+	return e, ok, wrapTree(err)
 }
 
 func (m treeMap) InsertIfHole(mp extent.Mapping) (bool, error) {
@@ -61,27 +78,27 @@ func (m treeMap) InsertIfHole(mp extent.Mapping) (bool, error) {
 		hole = !s.Mapped
 		return hole
 	}); err != nil || !hole {
-		return false, err
+		return false, wrapTree(err)
 	}
-	return true, m.m.Insert(mp, nil)
+	return true, wrapTree(m.m.Insert(mp, nil))
 }
 
 func (m treeMap) Insert(mp extent.Mapping) error {
 	m.t.mu.Lock()
 	defer m.t.mu.Unlock()
-	return m.m.Insert(mp, nil)
+	return wrapTree(m.m.Insert(mp, nil))
 }
 
 func (m treeMap) Remove(v extent.VBlock, n uint64) error {
 	m.t.mu.Lock()
 	defer m.t.mu.Unlock()
-	return m.m.Remove(v, n, nil)
+	return wrapTree(m.m.Remove(v, n, nil))
 }
 
 func (m treeMap) Unshare(v extent.VBlock, n uint64) error {
 	m.t.mu.Lock()
 	defer m.t.mu.Unlock()
-	return m.m.Unshare(v, n)
+	return wrapTree(m.m.Unshare(v, n))
 }
 
 // ascendShared calls fn with every extent and whether its leaf is shared
@@ -89,7 +106,7 @@ func (m treeMap) Unshare(v extent.VBlock, n uint64) error {
 func (m treeMap) ascendShared(fn func(extent.Mapping, bool) bool) error {
 	m.t.mu.Lock()
 	defer m.t.mu.Unlock()
-	return m.m.AscendShared(fn)
+	return wrapTree(m.m.AscendShared(fn))
 }
 
 // snapshot returns a map that shares m's root: O(1).
@@ -97,7 +114,7 @@ func (m treeMap) snapshot() (treeMap, error) {
 	m.t.mu.Lock()
 	defer m.t.mu.Unlock()
 	sn, err := m.m.Snapshot()
-	return treeMap{t: m.t, m: sn}, err
+	return treeMap{t: m.t, m: sn}, wrapTree(err)
 }
 
 // drop deletes m's tree: the nodes only it reaches are freed and their
@@ -106,7 +123,7 @@ func (m treeMap) snapshot() (treeMap, error) {
 func (m treeMap) drop(freed func(extent.Run)) error {
 	m.t.mu.Lock()
 	defer m.t.mu.Unlock()
-	return m.m.Delete(freed)
+	return wrapTree(m.m.Delete(freed))
 }
 
 // newMap returns an empty mapping tree.
@@ -114,7 +131,7 @@ func (t *trees) newMap() (treeMap, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	m, err := btree.NewMapping(t.s, t.ds)
-	return treeMap{t: t, m: m}, err
+	return treeMap{t: t, m: m}, wrapTree(err)
 }
 
 // treeCounts is format 3's blockCounts: the data space map.
@@ -125,19 +142,19 @@ var _ blockCounts = treeCounts{}
 func (c treeCounts) Inc(p extent.PBlock, n uint64) error {
 	c.t.mu.Lock()
 	defer c.t.mu.Unlock()
-	return c.t.ds.Inc(p, n)
+	return wrapTree(c.t.ds.Inc(p, n))
 }
 
 func (c treeCounts) Dec(p extent.PBlock, n uint64, freed func(extent.Run)) error {
 	c.t.mu.Lock()
 	defer c.t.mu.Unlock()
-	return c.t.ds.Dec(p, n, freed)
+	return wrapTree(c.t.ds.Dec(p, n, freed))
 }
 
 func (c treeCounts) Runs(p extent.PBlock, n uint64, fn func(extent.RefRun) bool) error {
 	c.t.mu.Lock()
 	defer c.t.mu.Unlock()
-	return c.t.ds.Runs(p, n, fn)
+	return wrapTree(c.t.ds.Runs(p, n, fn))
 }
 
 func (c treeCounts) Used() uint64 {
