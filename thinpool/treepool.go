@@ -174,15 +174,20 @@ func sameEntry(a, b *btree.DeviceEntry) bool {
 		a.Time == b.Time && a.Origin == b.Origin && a.Flags == b.Flags && bytes.Equal(a.Record, b.Record)
 }
 
-// Worst-case metadata nodes a change allocates in format 3 (M1 in spirit):
-// a change either has them free before it starts or fails with
+// Metadata nodes a change may allocate in format 3 (M1 in spirit): a
+// change either finds them free before it starts or fails with
 // ErrMetadataFull, since one that runs out half way leaves a tree half
-// changed. A mapped run shadows at most two paths of the mapping tree and
-// four of the data space map, with splits; a checkpoint may shadow a
-// device tree leaf per device.
+// changed (and then fails the pool, see treeError). nodesPerChange covers
+// the paths from the roots (the runs of one change are neighbours, so they
+// share them) and a checkpoint's device leaves; each mapped or unmapped run
+// may add a mapping leaf and a data space leaf for its new and its old
+// blocks, each with the sibling a split makes. A bound on what one change
+// shadows and splits, not a proof: nodesPerRun = 24 (every run on its own
+// paths) refused a 42-block write on a 4 MiB metadata area with 872 nodes
+// free.
 const (
 	nodesPerChange = 64
-	nodesPerRun    = 24
+	nodesPerRun    = 6
 )
 
 // admitNodes is admit for format 3: a record's extra bytes go to blobs.
